@@ -1,0 +1,129 @@
+"""The one exception tree of darkroom, with stable error codes.
+
+Every error a user can see carries a ``code`` (stable, machine-readable, part of the
+failure-event contract) and ``retryable`` (whether trying the same thing again later
+could help). Foreign errors (Pillow, minio, confluent-kafka) are translated into this
+tree where they enter darkroom, never passed through.
+
+    DarkroomError
+    ├── PermanentError                      retryable=False: same input, same failure
+    │   ├── InvalidInputError
+    │   │   ├── EmptyInput                  empty_input
+    │   │   ├── NotAnImage                  not_an_image
+    │   │   ├── TruncatedImage              truncated_image
+    │   │   ├── UnsupportedImage            unsupported_image
+    │   │   └── LimitExceeded
+    │   │       ├── FileTooLarge            file_too_large
+    │   │       ├── TooManyPixels           too_many_pixels
+    │   │       └── TooManyFrames           too_many_frames
+    │   ├── InvalidPipeline
+    │   │   ├── UnknownOperation            unknown_operation
+    │   │   ├── OperationUnavailable        operation_unavailable
+    │   │   └── InvalidParameters           invalid_parameters
+    │   ├── ObjectMissing                   object_missing
+    │   ├── UndecodableEvent                undecodable_event
+    │   └── ConfigurationError              configuration_error
+    └── RetryableError                      retryable=True: may pass later
+        ├── StorageUnavailable              storage_unavailable
+        ├── BrokerUnavailable               broker_unavailable
+        └── ProcessingFailed                processing_failed
+"""
+
+from __future__ import annotations
+
+
+class DarkroomError(Exception):
+    """Base of every darkroom error; ``str(err)`` is the one-line user message."""
+
+    code = "internal_error"
+    retryable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class PermanentError(DarkroomError):
+    retryable = False
+
+
+class RetryableError(DarkroomError):
+    retryable = True
+
+
+class InvalidInputError(PermanentError):
+    code = "invalid_input"
+
+
+class EmptyInput(InvalidInputError):
+    code = "empty_input"
+
+
+class NotAnImage(InvalidInputError):
+    code = "not_an_image"
+
+
+class TruncatedImage(InvalidInputError):
+    code = "truncated_image"
+
+
+class UnsupportedImage(InvalidInputError):
+    code = "unsupported_image"
+
+
+class LimitExceeded(InvalidInputError):
+    code = "limit_exceeded"
+
+
+class FileTooLarge(LimitExceeded):
+    code = "file_too_large"
+
+
+class TooManyPixels(LimitExceeded):
+    code = "too_many_pixels"
+
+
+class TooManyFrames(LimitExceeded):
+    code = "too_many_frames"
+
+
+class InvalidPipeline(PermanentError):
+    code = "invalid_pipeline"
+
+
+class UnknownOperation(InvalidPipeline):
+    code = "unknown_operation"
+
+
+class OperationUnavailable(InvalidPipeline):
+    code = "operation_unavailable"
+
+
+class InvalidParameters(InvalidPipeline):
+    code = "invalid_parameters"
+
+
+class ObjectMissing(PermanentError):
+    code = "object_missing"
+
+
+class UndecodableEvent(PermanentError):
+    code = "undecodable_event"
+
+
+class ConfigurationError(PermanentError):
+    code = "configuration_error"
+
+
+class StorageUnavailable(RetryableError):
+    code = "storage_unavailable"
+
+
+class BrokerUnavailable(RetryableError):
+    code = "broker_unavailable"
+
+
+class ProcessingFailed(RetryableError):
+    """An unexpected fault inside an operation (a bug or resource exhaustion)."""
+
+    code = "processing_failed"

@@ -1,0 +1,305 @@
+"""thumbnail: one downscaled rendition of an image per requested size.
+
+The recipe is ``_STEPS``: open → plan → decode (JPEG draft) → orient → metadata →
+colour → render. Every step is a small function over one ``_Context``, so each can be
+read, tested and timed on its own and nothing about an image outlives its run.
+
+Sizes are planned on the full-resolution, upright source before anything is decoded,
+so output dimensions never depend on how far the JPEG draft shrank the decode (which
+itself depends on the other sizes asked for).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from PIL import Image
+
+from processors.errors import InvalidParameters
+from processors.image import (
+    FORMATS,
+    JPEG,
+    OutputFormat,
+    display_size,
+    encode,
+    load,
+    open_image,
+    orient,
+    output_exif,
+    to_srgb,
+)
+from processors.operation import Limits, Rendition
+
+MAX_SIDE = 16384
+MAX_SIZES = 16
+REDUCING_GAP = 2.0
+"""Shrink by integer steps until within 2× of the target, then Lanczos (Pillow's thumbnail)."""
+
+Fit = Literal["contain", "cover"]
+
+
+@dataclass(frozen=True)
+class Box:
+    """A requested size; ``N`` in a spec is the square box ``N``×``N`` (longest side N)."""
+
+    width: int
+    height: int
+
+    @property
+    def label(self) -> str:
+        """The normal spelling: ``256`` for a square box, ``400x300`` otherwise."""
+        return str(self.width) if self.width == self.height else f"{self.width}x{self.height}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThumbnailParams:
+    """Parsed ``thumbnail`` parameters; see ``parse_params`` for the spelling of each.
+
+    ``contain`` fits the whole image inside each box; ``cover`` fills the box and
+    centre-crops. Without ``upscale`` no output is larger than the source: ``contain``
+    keeps the source size, ``cover`` shrinks the box, keeping its aspect ratio, until
+    the source fills it. ``background`` only shows where JPEG flattens transparency.
+    """
+
+    sizes: tuple[Box, ...] = (Box(256, 256),)
+    fit: Fit = "contain"
+    format: OutputFormat = JPEG
+    quality: int = 82
+    strip: bool = True
+    upscale: bool = False
+    background: tuple[int, int, int] = (255, 255, 255)
+
+
+_SIZE = re.compile(r"([0-9]{1,5})(?:x([0-9]{1,5}))?", re.ASCII)
+_HEX_COLOUR = re.compile(r"[0-9a-fA-F]{6}", re.ASCII)
+
+
+def _invalid(key: str, value: str, expected: str) -> InvalidParameters:
+    return InvalidParameters(f"thumbnail: invalid {key}={value!r}: expected {expected}")
+
+
+def _parse_sizes(key: str, value: str) -> tuple[Box, ...]:
+    expected = f"up to {MAX_SIZES} distinct sizes N or WxH joined by '+', each side 1..{MAX_SIDE}"
+    boxes: list[Box] = []
+    for item in value.split("+"):
+        match = _SIZE.fullmatch(item)
+        if match is None:
+            raise _invalid(key, value, expected)
+        width = int(match[1])
+        height = int(match[2]) if match[2] is not None else width
+        box = Box(width, height)
+        if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE) or box in boxes:
+            raise _invalid(key, value, expected)
+        boxes.append(box)
+    if len(boxes) > MAX_SIZES:
+        raise _invalid(key, value, expected)
+    return tuple(boxes)
+
+
+def _parse_fit(key: str, value: str) -> Fit:
+    if value == "contain" or value == "cover":
+        return value
+    raise _invalid(key, value, "contain or cover")
+
+
+def _parse_format(key: str, value: str) -> OutputFormat:
+    fmt = FORMATS.get(value)
+    if fmt is None:
+        raise _invalid(key, value, "jpeg, jpg, webp, avif or png")
+    return fmt
+
+
+def _parse_quality(key: str, value: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,3}", value, re.ASCII) or not 1 <= int(value) <= 100:
+        raise _invalid(key, value, "an integer 1..100")
+    return int(value)
+
+
+def _parse_bool(key: str, value: str) -> bool:
+    if value not in ("true", "false"):
+        raise _invalid(key, value, "true or false")
+    return value == "true"
+
+
+def _parse_colour(key: str, value: str) -> tuple[int, int, int]:
+    if not _HEX_COLOUR.fullmatch(value):
+        raise _invalid(key, value, "six hex digits such as ffffff")
+    rgb = bytes.fromhex(value)
+    return (rgb[0], rgb[1], rgb[2])
+
+
+_PARSERS: Mapping[str, Callable[[str, str], Any]] = {
+    "background": _parse_colour,
+    "fit": _parse_fit,
+    "format": _parse_format,
+    "quality": _parse_quality,
+    "sizes": _parse_sizes,
+    "strip": _parse_bool,
+    "upscale": _parse_bool,
+}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One output: its size and the region of the full-resolution upright source it shows.
+
+    ``region`` is ``(left, top, right, bottom)`` in source pixels, fractional for cover
+    crops; the whole source for ``contain``.
+    """
+
+    size: tuple[int, int]
+    region: tuple[float, float, float, float]
+
+    @property
+    def scale(self) -> float:
+        """Output pixels per source pixel (the larger of the two axes after rounding)."""
+        left, top, right, bottom = self.region
+        return max(self.size[0] / (right - left), self.size[1] / (bottom - top))
+
+
+def _plan(source: tuple[int, int], box: Box, fit: Fit, upscale: bool) -> _Plan:
+    src_w, src_h = source
+    if fit == "contain":
+        scale = min(box.width / src_w, box.height / src_h)
+        if not upscale:
+            scale = min(scale, 1.0)
+        size = (max(1, round(src_w * scale)), max(1, round(src_h * scale)))
+        return _Plan(size, (0.0, 0.0, float(src_w), float(src_h)))
+    shrink = 1.0 if upscale else min(1.0, src_w / box.width, src_h / box.height)
+    out_w, out_h = max(1, round(box.width * shrink)), max(1, round(box.height * shrink))
+    scale = max(out_w / src_w, out_h / src_h)
+    crop_w, crop_h = out_w / scale, out_h / scale
+    left, top = (src_w - crop_w) / 2, (src_h - crop_h) / 2
+    return _Plan((out_w, out_h), (left, top, left + crop_w, top + crop_h))
+
+
+@dataclass
+class _Context:
+    """What the steps of one run share. Made per input and never reused.
+
+    ``image`` is, in turn: the opened (not decoded) file, its first frame decoded
+    (possibly at 1/2–1/8 scale), upright, then in sRGB working mode. ``source_size`` is
+    the full-resolution size in display orientation, the frame ``plans`` are drawn in,
+    whatever the decoded size. ``exif`` is what the outputs carry: empty when stripping.
+    """
+
+    data: bytes
+    params: ThumbnailParams
+    limits: Limits
+    image: Image.Image = field(init=False)
+    source_size: tuple[int, int] = field(init=False)
+    plans: list[_Plan] = field(init=False)
+    exif: bytes = b""
+    renditions: list[Rendition] = field(default_factory=list)
+
+
+def _open(ctx: _Context) -> None:
+    ctx.image = open_image(ctx.data, ctx.limits)
+    ctx.source_size = display_size(ctx.image)
+
+
+def _plan_sizes(ctx: _Context) -> None:
+    p = ctx.params
+    ctx.plans = [_plan(ctx.source_size, box, p.fit, p.upscale) for box in p.sizes]
+
+
+def _decode(ctx: _Context) -> None:
+    """Decode JPEGs at the smallest DCT scale that still covers the largest output.
+
+    Like libvips' shrink-on-load: libjpeg's 1/2–1/8 scaling averages whole blocks, so it
+    loses no detail the output could show, and the final Lanczos pass sets the quality.
+    """
+    factor = min(1.0, max(plan.scale for plan in ctx.plans))
+    width, height = ctx.image.size  # stored orientation, which is what the draft sees
+    ctx.image = load(ctx.image, draft_size=(math.ceil(width * factor), math.ceil(height * factor)))
+
+
+def _orient(ctx: _Context) -> None:
+    ctx.image = orient(ctx.image)
+
+
+def _metadata(ctx: _Context) -> None:
+    if ctx.params.strip:
+        return
+    ctx.exif = output_exif(ctx.image)
+
+
+def _colour(ctx: _Context) -> None:
+    ctx.image = to_srgb(ctx.image)
+
+
+def _render(ctx: _Context) -> None:
+    """Resize and encode each size from the same decoded image, in the order asked."""
+    p = ctx.params
+    img = ctx.image
+    to_decoded_x = img.width / ctx.source_size[0]
+    to_decoded_y = img.height / ctx.source_size[1]
+    for box, plan in zip(p.sizes, ctx.plans, strict=True):
+        left, top, right, bottom = plan.region
+        region = (left * to_decoded_x, top * to_decoded_y, right * to_decoded_x, bottom * to_decoded_y)
+        resized = img.resize(plan.size, Image.Resampling.LANCZOS, box=region, reducing_gap=REDUCING_GAP)
+        data = encode(resized, p.format, quality=p.quality, background=p.background, exif=ctx.exif)
+        ctx.renditions.append(
+            Rendition(
+                name=f"thumb-{box.label}" + ("-cover" if p.fit == "cover" else ""),
+                data=data,
+                width=resized.width,
+                height=resized.height,
+                content_type=p.format.content_type,
+                extension=p.format.extension,
+            )
+        )
+
+
+_STEPS: tuple[Callable[[_Context], None], ...] = (
+    _open,
+    _plan_sizes,
+    _decode,
+    _orient,
+    _metadata,
+    _colour,
+    _render,
+)
+
+
+class Thumbnail:
+    """The ``thumbnail`` operation (see ``processors.operation.Operation``)."""
+
+    name = "thumbnail"
+    version = "1"
+
+    def parse_params(self, raw: Mapping[str, str]) -> ThumbnailParams:
+        """Parse ``sizes`` (``256+400x300``), ``fit``, ``format``, ``quality`` (1..100),
+        ``strip`` and ``upscale`` (``true``/``false``) and ``background`` (``ffffff``)."""
+        unknown = sorted(set(raw) - set(_PARSERS))
+        if unknown:
+            raise InvalidParameters(
+                f"thumbnail: unknown parameter {unknown[0]!r}; known: {', '.join(_PARSERS)}"
+            )
+        return ThumbnailParams(**{key: _PARSERS[key](key, value) for key, value in raw.items()})
+
+    def canonical_params(self, params: ThumbnailParams) -> dict[str, str]:
+        """Every parameter, defaults included, in one spelling (``jpg`` → ``jpeg``, ``256x256`` → ``256``)."""
+        return {
+            "background": bytes(params.background).hex(),
+            "fit": params.fit,
+            "format": params.format.name,
+            "quality": str(params.quality),
+            "sizes": "+".join(box.label for box in params.sizes),
+            "strip": str(params.strip).lower(),
+            "upscale": str(params.upscale).lower(),
+        }
+
+    def run(self, data: bytes, params: ThumbnailParams, limits: Limits) -> list[Rendition]:
+        """One rendition per size, in the order of ``params.sizes``."""
+        ctx = _Context(data=data, params=params, limits=limits)
+        for step in _STEPS:
+            step(ctx)
+        return ctx.renditions
+
+
+THUMBNAIL = Thumbnail()

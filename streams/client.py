@@ -1,0 +1,169 @@
+"""The producer SDK: upload an image, emit its upload event, follow it to its final event."""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+from processors.errors import BrokerUnavailable
+from streams import pipeline as pipelines
+from streams.config import Settings
+from streams.events import Event, Serdes, derived_id, now
+from streams.kafka import Record, deliver, make_consumer, make_producer
+from streams.retry import retry
+from streams.storage import ObjectStore
+from streams.topics import COMPLETED, FAILED, UPLOADED
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class Submission:
+    image_id: str
+    event_id: str
+    bucket: str
+    key: str
+    pipeline: list[pipelines.Step]
+
+
+@dataclass(frozen=True)
+class FinalEvent:
+    status: str  # "completed" or "failed"
+    event: Event
+
+
+class Client:
+    """Submit images and wait for their results. One instance per process is enough."""
+
+    def __init__(self, settings: Settings, store: ObjectStore | None = None) -> None:
+        self.settings = settings
+        self.store = store or ObjectStore(settings)
+        self.serdes = Serdes(settings)
+        self._producer = make_producer(settings)
+
+    def submit(
+        self,
+        data: bytes,
+        filename: str,
+        pipeline: str | Sequence[pipelines.Step],
+        *,
+        image_id: str | None = None,
+        callback_url: str | None = None,
+        tenant: str | None = None,
+        idempotency_key: str | None = None,
+        content_type: str | None = None,
+    ) -> Submission:
+        """Store ``data`` and emit its upload event (idempotent producer, acks=all).
+
+        The pipeline is validated here too, so a typo fails at once instead of as a
+        failure event later. With ``idempotency_key``, submitting again reuses the event id.
+        """
+        steps = pipelines.parse_spec(pipeline) if isinstance(pipeline, str) else list(pipeline)
+        pipelines.validate(steps)
+        if idempotency_key:
+            event_id = derived_id(f"idempotency/{tenant or ''}", idempotency_key)
+        else:
+            event_id = str(uuid.uuid4())
+        image_id = image_id or event_id.replace("-", "")[:20]
+        key = f"uploads/{image_id}/{_UNSAFE.sub('_', Path(filename).name) or 'image'}"
+        ctype = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        bucket = self.settings.bucket
+        s = self.settings
+        retry(
+            lambda: self.store.put(bucket, key, data, content_type=ctype),
+            attempts=s.storage_attempts,
+            backoff_s=s.storage_backoff_s,
+            what="upload",
+        )
+        event = {
+            "event_id": event_id,
+            "image_id": image_id,
+            "bucket": bucket,
+            "key": key,
+            "pipeline": steps,
+            "preset": None,
+            "callback_url": callback_url,
+            "tenant": tenant,
+            "idempotency_key": idempotency_key,
+            "submitted_at": now(),
+        }
+        topic = self.settings.topic(UPLOADED)
+        deliver(self._producer, [Record(topic, image_id, self.serdes.upload.encode(event, topic))])
+        return Submission(image_id, event_id, bucket, key, steps)
+
+    def submit_file(self, path: Path, pipeline: str | Sequence[pipelines.Step], **kwargs: Any) -> Submission:
+        return self.submit(path.read_bytes(), path.name, pipeline, **kwargs)
+
+    def wait(
+        self,
+        submissions: Iterable[Submission],
+        *,
+        timeout_s: float = 300.0,
+        on_final: Callable[[Submission, FinalEvent], None] | None = None,
+    ) -> dict[str, FinalEvent]:
+        """Read the completed and failed topics until every submission has its final event.
+
+        Reads from the beginning without a consumer group (nothing is committed), matching
+        on the upload event id, so it never confuses two uploads of one image. Returns what
+        arrived by ``timeout_s``; the caller checks for missing ones.
+        """
+        pending = {sub.event_id: sub for sub in submissions}
+        results: dict[str, FinalEvent] = {}
+        topics = {self.settings.topic(COMPLETED): "completed", self.settings.topic(FAILED): "failed"}
+        consumer = make_consumer(self.settings, f"darkroom-wait-{uuid.uuid4()}")
+        try:
+            metadata = consumer.list_topics(timeout=10)
+            partitions = [
+                TopicPartition(topic, p, OFFSET_BEGINNING)
+                for topic in topics
+                if topic in metadata.topics
+                for p in metadata.topics[topic].partitions
+            ]
+            if not partitions:
+                raise BrokerUnavailable(f"topics {', '.join(topics)} do not exist: is the pipeline provisioned?")
+            consumer.assign(partitions)
+            deadline = time.monotonic() + timeout_s
+            while pending and time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is None or msg.error():
+                    continue
+                status = topics[msg.topic()]
+                serde = self.serdes.completed if status == "completed" else self.serdes.failed
+                event = serde.decode(msg.value(), msg.topic())
+                sub = pending.pop(event["upload_event_id"], None)
+                if sub is None:
+                    continue
+                final = FinalEvent(status, event)
+                results[sub.image_id] = final
+                if on_final:
+                    on_final(sub, final)
+        finally:
+            consumer.close()
+        return results
+
+    def close(self) -> None:
+        self._producer.flush(10)
+
+
+def summarize(sub: Submission, final: FinalEvent | None) -> dict[str, Any]:
+    """A flat, JSON-ready view of one submission's outcome (for the CLI and the demo)."""
+    row: dict[str, Any] = {"image_id": sub.image_id, "event_id": sub.event_id, "status": final.status if final else "timeout"}
+    if final is None:
+        return row
+    ev = final.event
+    if final.status == "completed":
+        row["outputs"] = [
+            {k: o[k] for k in ("name", "key", "width", "height", "size", "content_type", "sha256")} for o in ev["outputs"]
+        ]
+        row["timings"] = [{k: t[k] for k in ("operation", "backend", "duration_ms", "reused")} for t in ev["timings"]]
+    else:
+        row["error"] = {k: ev[k] for k in ("error_code", "message", "failed_step", "retryable")}
+    return row

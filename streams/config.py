@@ -1,0 +1,162 @@
+"""The one configuration object, read from ``DARKROOM_*`` environment variables.
+
+Everything external (Kafka, S3, schema registry) is optional: when it is not set, the
+embedded stack (``darkroom stack up``) is used and its generated credentials are read
+from the data directory. ``load_settings`` collects *all* problems before failing, so an
+operator fixes the environment in one go.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from processors.errors import ConfigurationError
+from processors.operation import (
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_PIXELS,
+    Limits,
+)
+
+PREFIX = "DARKROOM_"
+
+
+def _default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "darkroom"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """All of darkroom's settings; field ``foo_bar`` is read from ``DARKROOM_FOO_BAR``.
+
+    Empty strings mean "not given": for the Kafka / S3 endpoints that selects the
+    embedded stack.
+    """
+
+    home: Path = field(default_factory=_default_home)
+    kafka_bootstrap: str = ""
+    schema_registry_url: str = ""
+    s3_endpoint: str = ""
+    s3_access_key: str = field(default="", repr=False)
+    s3_secret_key: str = field(default="", repr=False)
+    s3_region: str = "us-east-1"
+    s3_secure: bool = False
+    bucket: str = "darkroom"
+    output_prefix: str = "derived"
+    topic_prefix: str = ""
+    partitions: int = 4
+    replication_factor: int = 1
+    session_timeout_ms: int = 10_000
+    max_poll_interval_ms: int = 300_000
+    storage_attempts: int = 5
+    storage_backoff_s: float = 0.5
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_frames: int = DEFAULT_MAX_FRAMES
+    log_format: str = "auto"
+    log_level: str = "info"
+    # Ports of the embedded stack (loopback only). Every HTTP port of SeaweedFS also
+    # opens port+10000 for gRPC, so keep these 10000 apart from anything else.
+    kafka_port: int = 19092
+    s3_port: int = 18333
+    weed_master_port: int = 19333
+    weed_volume_port: int = 18080
+    weed_filer_port: int = 18888
+    weed_admin_port: int = 19646
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return not self.kafka_bootstrap
+
+    @property
+    def embedded_s3(self) -> bool:
+        return not self.s3_endpoint
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_file_bytes=self.max_file_bytes,
+            max_pixels=self.max_pixels,
+            max_frames=self.max_frames,
+        )
+
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    def s3_credentials(self) -> tuple[str, str, str, bool]:
+        """(endpoint, access key, secret key, secure) — the embedded stack's when not set."""
+        if not self.embedded_s3:
+            return self.s3_endpoint, self.s3_access_key, self.s3_secret_key, self.s3_secure
+        creds_file = self.home / "s3-credentials.json"
+        try:
+            creds = json.loads(creds_file.read_text())
+        except FileNotFoundError:
+            raise ConfigurationError(
+                f"no S3 endpoint configured and no embedded stack in {self.home}: "
+                "run `darkroom stack up` or set DARKROOM_S3_ENDPOINT"
+            ) from None
+        return f"127.0.0.1:{self.s3_port}", creds["access_key"], creds["secret_key"], False
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``DARKROOM_*`` variables, e.g. for a worker subprocess."""
+        return {
+            PREFIX + f.name.upper(): str(getattr(self, f.name)).lower()
+            if isinstance(getattr(self, f.name), bool)
+            else str(getattr(self, f.name))
+            for f in fields(self)
+        }
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true/false, got {raw!r}")
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "int": int,
+    "float": float,
+    "bool": _parse_bool,
+    "str": str,
+    "Path": lambda raw: Path(raw).expanduser(),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build ``Settings`` from the environment; raise one error listing every bad value."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for f in fields(Settings):
+        name = PREFIX + f.name.upper()
+        if name not in env:
+            continue
+        try:
+            values[f.name] = _PARSERS[str(f.type)](env[name])
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    unknown = sorted(
+        k for k in env if k.startswith(PREFIX) and k[len(PREFIX) :].lower() not in _FIELD_NAMES
+    )
+    problems.extend(f"{k}: unknown setting" for k in unknown)
+    values.update(overrides)
+    if values.get("log_format", "auto") not in {"auto", "json", "console"}:
+        problems.append(f"{PREFIX}LOG_FORMAT: expected auto, json or console")
+    if problems:
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems))
+    return Settings(**values)
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(Settings))

@@ -1,0 +1,109 @@
+"""``darkroom demo``: the main job end to end on the embedded stack.
+
+Starts the stack (unless configured externally), provisions topics, runs the ingest and
+operation workers in this process, submits the sample images, shows progress while it
+waits for every final event, and prints a summary. Worker logs go to a file so the
+terminal shows only the progress and the result.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from processors import AVAILABLE_OPERATIONS
+from streams.client import Client, FinalEvent, Submission, summarize
+from streams.config import Settings
+from streams.logs import configure_logging
+from streams.samples import sample_set
+from streams.stack import Stack
+from streams.steps import worker_specs
+from streams.supervisor import Supervisor
+from streams.topics import ensure_topics
+
+PIPELINE = "web"
+
+
+def run_demo(settings: Settings, *, as_json: bool, keep_stack: bool, timeout_s: float) -> int:
+    err = Console(stderr=True)
+    started = time.perf_counter()
+    stack = Stack(settings)
+    was_running = {s.name for s in stack.status() if s.running}
+    stack.up()
+    (settings.home / "logs").mkdir(parents=True, exist_ok=True)
+    log_path = settings.home / "logs" / "demo-workers.log"
+    log_file = log_path.open("a")
+    configure_logging(settings, stream=log_file)
+    supervisor: Supervisor | None = None
+    try:
+        ensure_topics(settings)
+        supervisor = Supervisor(settings, worker_specs(settings, ["ingest", *AVAILABLE_OPERATIONS]))
+        supervisor.start()
+        client = Client(settings)
+        samples = sample_set()
+        subs: list[Submission] = []
+        for sample in samples:
+            subs.append(client.submit(sample.data, sample.filename, PIPELINE, content_type=sample.content_type))
+        client.close()
+        names = {s.image_id: sample.filename for s, sample in zip(subs, samples, strict=True)}
+        with Progress(
+            TextColumn("[bold]processing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=err,
+            disable=as_json,
+        ) as progress:
+            task = progress.add_task("", total=len(subs))
+
+            def on_final(sub: Submission, final: FinalEvent) -> None:
+                progress.update(task, advance=1, description=f"{names[sub.image_id]} {final.status}")
+
+            finals = client.wait(subs, timeout_s=timeout_s, on_final=on_final)
+    finally:
+        if supervisor is not None:
+            supervisor.stop.set()
+            supervisor.join()
+        log_file.close()
+        if not keep_stack and not was_running:
+            stack.down()  # stops only what this demo started; nothing if all is external
+    rows = []
+    for sub, sample in zip(subs, samples, strict=True):
+        row = summarize(sub, finals.get(sub.image_id))
+        row["source"] = sample.filename
+        row["source_size"] = len(sample.data)
+        row["pipeline"] = PIPELINE
+        rows.append(row)
+    ok = all(r["status"] == "completed" for r in rows)
+    elapsed = time.perf_counter() - started
+    if as_json:
+        print(json.dumps({"ok": ok, "elapsed_s": round(elapsed, 2), "images": rows, "worker_log": str(log_path)}))
+    else:
+        _print_summary(rows, elapsed, log_path)
+    return 0 if ok else 1
+
+
+def _print_summary(rows: list[dict[str, Any]], elapsed: float, log_path: Any) -> None:
+    out = Console()
+    table = Table(title=f"darkroom demo — pipeline {PIPELINE!r}", show_lines=True)
+    for column in ("image", "status", "outputs", "time per step"):
+        table.add_column(column)
+    for r in rows:
+        if "error" in r:
+            outputs = f"{r['error']['error_code']}: {r['error']['message']}"
+        else:
+            outputs = "\n".join(
+                f"{o['name']}: {o['width']}×{o['height']} {o['content_type']} {o['size'] / 1024:.1f} KiB"
+                for o in r.get("outputs", [])
+            )
+        steps = "\n".join(f"{t['operation']} ({t['backend']}): {t['duration_ms']:.0f} ms" for t in r.get("timings", []))
+        table.add_row(f"{r['source']}\n{r['source_size'] / 1024:.0f} KiB\nid {r['image_id']}", r["status"], outputs, steps)
+    out.print(table)
+    done = sum(r["status"] == "completed" for r in rows)
+    out.print(f"{done}/{len(rows)} images completed in {elapsed:.1f}s · worker log: {log_path}")

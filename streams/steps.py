@@ -1,0 +1,220 @@
+"""The handlers plugged into the worker loop: ingest (upload → first step) and operation steps.
+
+A step is: read input → reuse finished outputs if a manifest exists → run the operation →
+write outputs → write the manifest → return the next request (or the completion event).
+Output keys are a function of image id, step, operation version, canonical params and the
+input's sha256, so a redelivery or replay writes the same bytes to the same keys; the
+manifest, written last, marks the step finished so a redelivery after a crash skips the
+work. Every failure becomes a failure event; only an unacknowledged produce (handled by
+the loop) keeps a record from being committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from processors import get_operation
+from processors.errors import DarkroomError, InvalidPipeline, ObjectMissing, ProcessingFailed
+from processors.operation import Operation
+from streams import events, pipeline
+from streams.config import Settings
+from streams.events import Event, Serdes
+from streams.kafka import Record
+from streams.retry import retry
+from streams.storage import ObjectStore
+from streams.topics import COMPLETED, FAILED, UPLOADED, step_topic
+from streams.worker import WorkerSpec
+
+MANIFEST = "manifest.json"
+
+
+def _record(settings: Settings, topic: str, event: Event, serde: Any) -> Record:
+    full = settings.topic(topic)
+    return Record(topic=full, key=event["image_id"], value=serde.encode(event, full))
+
+
+def _first_output_key(outputs: list[Event], step_index: int) -> str:
+    return next(o["key"] for o in outputs if o["step_index"] == step_index)
+
+
+class Ingest:
+    """Validates an upload's whole pipeline, then hands it to the first operation."""
+
+    def __init__(self, settings: Settings, serdes: Serdes) -> None:
+        self.settings = settings
+        self.serdes = serdes
+
+    def __call__(self, upload: Event, log: Any) -> list[Record]:
+        upload_id = upload["event_id"]
+        try:
+            steps = pipeline.resolve(upload["pipeline"], upload.get("preset"))
+            pipeline.validate(steps)
+        except InvalidPipeline as exc:
+            index = getattr(exc, "step_index", None)
+            log.info("pipeline rejected", error_code=exc.code, error=exc.message)
+            failure = events.failed(
+                upload, exc, upload_event_id=upload_id, step_index=index, failed_step=getattr(exc, "step", None)
+            )
+            return [_record(self.settings, FAILED, failure, self.serdes.failed)]
+        request = events.step_request(
+            upload, upload_event_id=upload_id, pipeline=steps, step_index=0, input_key=upload["key"]
+        )
+        return [_record(self.settings, step_topic(steps[0]["operation"]), request, self.serdes.step)]
+
+
+class OperationStep:
+    """Runs one operation's step of a pipeline for one request."""
+
+    def __init__(self, settings: Settings, serdes: Serdes, store: ObjectStore, operation: Operation) -> None:
+        self.settings = settings
+        self.serdes = serdes
+        self.store = store
+        self.operation = operation
+
+    def __call__(self, request: Event, log: Any) -> list[Record]:
+        index = request["step_index"]
+        log = log.bind(step=self.operation.name, step_index=index)
+        try:
+            outputs, timing = self._run(request, log)
+        except DarkroomError as exc:
+            return [self._failure(request, exc, log)]
+        except Exception as exc:  # a bug or resource exhaustion in an operation
+            log.exception("operation crashed")
+            error = ProcessingFailed(f"{self.operation.name} failed unexpectedly: {type(exc).__name__}: {exc}")
+            return [self._failure(request, error, log)]
+        all_outputs = [*request["outputs"], *outputs]
+        timings = [*request["timings"], timing]
+        steps = request["pipeline"]
+        if index + 1 < len(steps):
+            nxt = events.step_request(
+                request,
+                upload_event_id=request["upload_event_id"],
+                pipeline=steps,
+                step_index=index + 1,
+                input_key=_first_output_key(outputs, index),
+                outputs=all_outputs,
+                timings=timings,
+            )
+            return [_record(self.settings, step_topic(steps[index + 1]["operation"]), nxt, self.serdes.step)]
+        done = events.completed(request, all_outputs, timings)
+        return [_record(self.settings, COMPLETED, done, self.serdes.completed)]
+
+    def _failure(self, request: Event, exc: DarkroomError, log: Any) -> Record:
+        log.info("step failed", error_code=exc.code, error=exc.message, retryable=exc.retryable)
+        failure = events.failed(
+            request,
+            exc,
+            upload_event_id=request["upload_event_id"],
+            step_index=request["step_index"],
+            failed_step=self.operation.name,
+            outputs=request["outputs"],
+            timings=request["timings"],
+        )
+        return _record(self.settings, FAILED, failure, self.serdes.failed)
+
+    def _storage(self, fn: Any, what: str) -> Any:
+        s = self.settings
+        return retry(fn, attempts=s.storage_attempts, backoff_s=s.storage_backoff_s, what=what)
+
+    def _run(self, request: Event, log: Any) -> tuple[list[Event], Event]:
+        started = time.perf_counter()
+        op, index, bucket = self.operation, request["step_index"], request["bucket"]
+        params = op.parse_params(request["pipeline"][index]["params"])
+        data: bytes = self._storage(
+            lambda: self.store.get(bucket, request["input_key"], max_bytes=self.settings.max_file_bytes),
+            "read input",
+        )
+        input_sha = hashlib.sha256(data).hexdigest()
+        identity = {
+            "operation": op.name,
+            "version": op.version,
+            "params": dict(op.canonical_params(params)),
+            "input_sha256": input_sha,
+        }
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+        prefix = f"{self.settings.output_prefix}/{request['image_id']}/{index:02d}-{op.name}-{digest}/"
+        reused = self._reuse(bucket, prefix)
+        if reused is not None:
+            log.info("outputs already written; reusing", prefix=prefix)
+            return reused, self._timing(index, started, reused=True)
+        outputs = []
+        for rendition in op.run(data, params, self.settings.limits):
+            key = f"{prefix}{rendition.name}.{rendition.extension}"
+            metadata = {"darkroom-input-sha256": input_sha, "darkroom-operation": f"{op.name}/{op.version}"}
+
+            def put(key: str = key, rendition: Any = rendition) -> None:
+                self.store.put(bucket, key, rendition.data, content_type=rendition.content_type, metadata=metadata)
+
+            self._storage(put, "write output")
+            outputs.append(
+                {
+                    "step_index": index,
+                    "operation": op.name,
+                    "name": rendition.name,
+                    "bucket": bucket,
+                    "key": key,
+                    "size": len(rendition.data),
+                    "width": rendition.width,
+                    "height": rendition.height,
+                    "content_type": rendition.content_type,
+                    "sha256": hashlib.sha256(rendition.data).hexdigest(),
+                }
+            )
+        manifest = json.dumps({"identity": identity, "outputs": outputs}, sort_keys=True).encode()
+        self._storage(
+            lambda: self.store.put(bucket, prefix + MANIFEST, manifest, content_type="application/json"),
+            "write manifest",
+        )
+        return outputs, self._timing(index, started, reused=False)
+
+    def _reuse(self, bucket: str, prefix: str) -> list[Event] | None:
+        try:
+            raw = self._storage(lambda: self.store.get(bucket, prefix + MANIFEST), "read manifest")
+        except ObjectMissing:
+            return None
+        outputs: list[Event] = json.loads(raw)["outputs"]
+        return outputs
+
+    def _timing(self, index: int, started: float, *, reused: bool) -> Event:
+        return {
+            "step_index": index,
+            "operation": self.operation.name,
+            "backend": getattr(self.operation, "backend", "pillow"),
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "reused": reused,
+        }
+
+
+def ingest_spec(settings: Settings, serdes: Serdes) -> WorkerSpec:
+    return WorkerSpec(
+        name="ingest",
+        group_id=settings.topic("darkroom.ingest"),
+        topic=settings.topic(UPLOADED),
+        decode=serdes.upload.decode,
+        handle=Ingest(settings, serdes),
+    )
+
+
+def operation_spec(settings: Settings, serdes: Serdes, store: ObjectStore, operation: str) -> WorkerSpec:
+    """The worker of one operation; unknown or unavailable operations raise here."""
+    op = get_operation(operation)
+    return WorkerSpec(
+        name=operation,
+        group_id=settings.topic(f"darkroom.{operation}"),
+        topic=settings.topic(step_topic(operation)),
+        decode=serdes.step.decode,
+        handle=OperationStep(settings, serdes, store, op),
+    )
+
+
+def worker_specs(settings: Settings, names: list[str] | tuple[str, ...]) -> list[WorkerSpec]:
+    """Specs for ``ingest`` and/or operation names, sharing one serde set and store."""
+    serdes = Serdes(settings)
+    store = ObjectStore(settings)
+    return [
+        ingest_spec(settings, serdes) if name == "ingest" else operation_spec(settings, serdes, store, name)
+        for name in names
+    ]

@@ -1,0 +1,106 @@
+"""Session-wide services for integration tests.
+
+Order of preference: services named in ``DARKROOM_KAFKA_BOOTSTRAP`` / ``DARKROOM_S3_ENDPOINT``;
+else testcontainers (Kafka + MinIO) when a Docker engine answers; else the embedded stack
+(tansu + SeaweedFS from the pinned wheels) on free loopback ports in a temporary home.
+Each test gets its own topic prefix and consumer groups, so tests never see each other's
+records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from streams.config import Settings, load_settings
+from streams.stack import Stack
+from streams.storage import ObjectStore
+from streams.topics import ensure_topics
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(count: int) -> list[int]:
+    """``count`` consecutive free ports whose +10000 twins (SeaweedFS gRPC) are free too."""
+    for _ in range(200):
+        base = random.randrange(20000, 29000, 10)
+        ports = list(range(base, base + count))
+        if all(_free(p) and _free(p + 10000) for p in ports):
+            return ports
+    raise RuntimeError("no free port block")
+
+
+def _docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    base = load_settings(home=tmp_path_factory.mktemp("darkroom-home"), session_timeout_ms=6000, log_format="json")
+    if base.kafka_bootstrap and base.s3_endpoint:
+        ObjectStore(base).ensure_bucket(base.bucket)
+        yield base
+        return
+    if _docker_available():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.minio import MinioContainer
+
+        with KafkaContainer().with_kraft() as kafka, MinioContainer() as minio:
+            cfg = minio.get_config()
+            settings = dataclasses.replace(
+                base,
+                kafka_bootstrap=kafka.get_bootstrap_server(),
+                s3_endpoint=cfg["endpoint"],
+                s3_access_key=cfg["access_key"],
+                s3_secret_key=cfg["secret_key"],
+            )
+            ObjectStore(settings).ensure_bucket(settings.bucket)
+            yield settings
+        return
+    kafka, s3, master, volume, filer, admin = free_port_block(6)
+    settings = dataclasses.replace(
+        base,
+        kafka_port=kafka,
+        s3_port=s3,
+        weed_master_port=master,
+        weed_volume_port=volume,
+        weed_filer_port=filer,
+        weed_admin_port=admin,
+    )
+    stack = Stack(settings)
+    stack.up()
+    try:
+        yield settings
+    finally:
+        stack.down()
+
+
+@pytest.fixture
+def settings(stack_settings: Settings) -> Settings:
+    """Per-test settings: fresh topics and consumer groups under a unique prefix."""
+    s = dataclasses.replace(stack_settings, topic_prefix=f"t{uuid.uuid4().hex[:10]}.", storage_backoff_s=0.05)
+    ensure_topics(s)
+    return s
+
+
+@pytest.fixture
+def store(settings: Settings) -> ObjectStore:
+    return ObjectStore(settings)
