@@ -69,9 +69,9 @@ FORMATS: Mapping[str, OutputFormat] = {
 def _pillow_errors(*, loading: bool) -> Iterator[None]:
     """Translate Pillow and codec errors; ``loading`` tells header errors from pixel ones.
 
-    A failure while pixels are decoded almost always means the data stops early or is
-    damaged, while one while the header is read means Pillow cannot handle the file.
-    MemoryError is left alone: it says nothing about the input.
+    An I/O error while pixels are decoded almost always means the data stops early or is
+    damaged; any other failure means Pillow cannot handle the file. MemoryError passes
+    through untouched: it says nothing about the input, so it must not become permanent.
     """
     try:
         yield
@@ -165,7 +165,8 @@ def to_srgb(img: Image.Image) -> Image.Image:
 
     ``RGBA`` whenever the source has any transparency; grayscale stays ``L``. An embedded
     ICC profile is applied (CMYK, wide-gamut RGB, gray) and dropped from the result; a
-    profile that LittleCMS cannot use is ignored rather than failing the image.
+    profile that LittleCMS cannot use is ignored rather than failing the image. An image
+    that needs nothing is returned as it is.
     """
     img = _to_base_mode(img)
     icc = img.info.get("icc_profile")

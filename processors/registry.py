@@ -23,6 +23,4 @@ def get_operation(name: str) -> Operation:
         return op
     if name in _PLANNED:
         raise OperationUnavailable(f"operation {name!r} is not available in this version of darkroom")
-    raise UnknownOperation(
-        f"unknown operation {name!r}; known operations: {', '.join(KNOWN_OPERATIONS)}"
-    )
+    raise UnknownOperation(f"unknown operation {name!r}; known operations: {', '.join(KNOWN_OPERATIONS)}")

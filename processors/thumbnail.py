@@ -100,10 +100,14 @@ def _parse_sizes(key: str, value: str) -> tuple[Box, ...]:
     return tuple(boxes)
 
 
+_FITS: Mapping[str, Fit] = {"contain": "contain", "cover": "cover"}
+
+
 def _parse_fit(key: str, value: str) -> Fit:
-    if value == "contain" or value == "cover":
-        return value
-    raise _invalid(key, value, "contain or cover")
+    fit = _FITS.get(value)
+    if fit is None:
+        raise _invalid(key, value, "contain or cover")
+    return fit
 
 
 def _parse_format(key: str, value: str) -> OutputFormat:
@@ -277,9 +281,8 @@ class Thumbnail:
         ``strip`` and ``upscale`` (``true``/``false``) and ``background`` (``ffffff``)."""
         unknown = sorted(set(raw) - set(_PARSERS))
         if unknown:
-            raise InvalidParameters(
-                f"thumbnail: unknown parameter {unknown[0]!r}; known: {', '.join(_PARSERS)}"
-            )
+            names = ", ".join(repr(key) for key in unknown)
+            raise InvalidParameters(f"thumbnail: unknown parameter {names}; known: {', '.join(_PARSERS)}")
         return ThumbnailParams(**{key: _PARSERS[key](key, value) for key, value in raw.items()})
 
     def canonical_params(self, params: ThumbnailParams) -> dict[str, str]:

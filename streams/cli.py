@@ -89,9 +89,7 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         raise InvalidParameters(f"no such file: {', '.join(missing)}")
     client = Client(settings)
-    subs = [
-        client.submit_file(p, args.pipeline, callback_url=args.callback, tenant=args.tenant) for p in paths
-    ]
+    subs = [client.submit_file(p, args.pipeline, callback_url=args.callback, tenant=args.tenant) for p in paths]
     if not args.wait:
         rows: list[dict[str, Any]] = [{"image_id": s.image_id, "event_id": s.event_id, "key": s.key} for s in subs]
         if args.json:
@@ -161,8 +159,8 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _print_json({"operation": op.name, "outputs": rows, "ms": round(elapsed_ms, 1)})
     else:
-        for r in rows:
-            print(f"{r['path']}: {r['width']}x{r['height']} {r['size']:,} B")
+        for row in rows:
+            print(f"{row['path']}: {row['width']}x{row['height']} {row['size']:,} B")
         print(f"{op.name} took {elapsed_ms:.0f} ms")
     return 0
 

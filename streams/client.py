@@ -8,12 +8,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from processors.errors import BrokerUnavailable
+from processors.errors import BrokerUnavailable, UndecodableEvent
 from streams import pipeline as pipelines
 from streams.config import Settings
 from streams.events import Event, Serdes, derived_id, now
@@ -21,6 +22,7 @@ from streams.kafka import Record, deliver, make_consumer, make_producer
 from streams.retry import retry
 from streams.storage import ObjectStore
 from streams.topics import COMPLETED, FAILED, UPLOADED
+from streams.worker import Received
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -56,33 +58,47 @@ class Client:
         pipeline: str | Sequence[pipelines.Step],
         *,
         image_id: str | None = None,
-        callback_url: str | None = None,
-        tenant: str | None = None,
-        idempotency_key: str | None = None,
         content_type: str | None = None,
+        **options: str | None,
     ) -> Submission:
-        """Store ``data`` and emit its upload event (idempotent producer, acks=all).
+        """Store ``data`` under ``uploads/<image id>/<filename>`` and emit its upload event.
 
-        The pipeline is validated here too, so a typo fails at once instead of as a
-        failure event later. With ``idempotency_key``, submitting again reuses the event id.
+        ``options`` are those of ``emit``. The pipeline is validated before anything is
+        stored, so a typo fails at once instead of as a failure event later.
         """
-        steps = pipelines.parse_spec(pipeline) if isinstance(pipeline, str) else list(pipeline)
-        pipelines.validate(steps)
-        if idempotency_key:
-            event_id = derived_id(f"idempotency/{tenant or ''}", idempotency_key)
-        else:
-            event_id = str(uuid.uuid4())
-        image_id = image_id or event_id.replace("-", "")[:20]
+        steps = _steps(pipeline)
+        image_id = image_id or uuid.uuid4().hex[:20]
         key = f"uploads/{image_id}/{_UNSAFE.sub('_', Path(filename).name) or 'image'}"
         ctype = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        bucket = self.settings.bucket
         s = self.settings
         retry(
-            lambda: self.store.put(bucket, key, data, content_type=ctype),
+            partial(self.store.put, s.bucket, key, data, content_type=ctype),
             attempts=s.storage_attempts,
             backoff_s=s.storage_backoff_s,
             what="upload",
         )
+        return self.emit(key, steps, image_id=image_id, **options)
+
+    def emit(
+        self,
+        key: str,
+        pipeline: str | Sequence[pipelines.Step],
+        *,
+        bucket: str | None = None,
+        image_id: str | None = None,
+        callback_url: str | None = None,
+        tenant: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Submission:
+        """Emit the upload event for an object already in storage (idempotent producer, acks=all).
+
+        With ``idempotency_key`` the event id is derived from it, so emitting again
+        yields the same ids downstream.
+        """
+        steps = _steps(pipeline)
+        event_id = derived_id(f"idempotency/{tenant or ''}", idempotency_key) if idempotency_key else str(uuid.uuid4())
+        image_id = image_id or event_id.replace("-", "")[:20]
+        bucket = bucket or self.settings.bucket
         event = {
             "event_id": event_id,
             "image_id": image_id,
@@ -132,12 +148,16 @@ class Client:
             consumer.assign(partitions)
             deadline = time.monotonic() + timeout_s
             while pending and time.monotonic() < deadline:
-                msg = consumer.poll(0.5)
-                if msg is None or msg.error():
+                polled = consumer.poll(0.5)
+                if polled is None or polled.error():
                     continue
-                status = topics[msg.topic()]
+                msg = Received.of(polled)
+                status = topics[msg.topic]
                 serde = self.serdes.completed if status == "completed" else self.serdes.failed
-                event = serde.decode(msg.value(), msg.topic())
+                try:
+                    event = serde.decode(msg.value, msg.topic)
+                except UndecodableEvent:
+                    continue  # not ours to judge; the sinks dead-letter such records
                 sub = pending.pop(event["upload_event_id"], None)
                 if sub is None:
                     continue
@@ -150,18 +170,37 @@ class Client:
         return results
 
     def close(self) -> None:
+        """Flush what is queued and release the producer's connections."""
         self._producer.flush(10)
+        del self._producer
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _steps(pipeline: str | Sequence[pipelines.Step]) -> list[pipelines.Step]:
+    steps = pipelines.parse_spec(pipeline) if isinstance(pipeline, str) else list(pipeline)
+    pipelines.validate(steps)
+    return steps
 
 
 def summarize(sub: Submission, final: FinalEvent | None) -> dict[str, Any]:
     """A flat, JSON-ready view of one submission's outcome (for the CLI and the demo)."""
-    row: dict[str, Any] = {"image_id": sub.image_id, "event_id": sub.event_id, "status": final.status if final else "timeout"}
+    row: dict[str, Any] = {
+        "image_id": sub.image_id,
+        "event_id": sub.event_id,
+        "status": final.status if final else "timeout",
+    }
     if final is None:
         return row
     ev = final.event
     if final.status == "completed":
         row["outputs"] = [
-            {k: o[k] for k in ("name", "key", "width", "height", "size", "content_type", "sha256")} for o in ev["outputs"]
+            {k: o[k] for k in ("name", "key", "width", "height", "size", "content_type", "sha256")}
+            for o in ev["outputs"]
         ]
         row["timings"] = [{k: t[k] for k in ("operation", "backend", "duration_ms", "reused")} for t in ev["timings"]]
     else:

@@ -54,6 +54,7 @@ class Settings:
     replication_factor: int = 1
     session_timeout_ms: int = 10_000
     max_poll_interval_ms: int = 300_000
+    batch_size: int = 8
     storage_attempts: int = 5
     storage_backoff_s: float = 0.5
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
@@ -147,9 +148,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             values[f.name] = _PARSERS[str(f.type)](env[name])
         except ValueError as exc:
             problems.append(f"{name}: {exc}")
-    unknown = sorted(
-        k for k in env if k.startswith(PREFIX) and k[len(PREFIX) :].lower() not in _FIELD_NAMES
-    )
+    unknown = sorted(k for k in env if k.startswith(PREFIX) and k[len(PREFIX) :].lower() not in _FIELD_NAMES)
     problems.extend(f"{k}: unknown setting" for k in unknown)
     values.update(overrides)
     if values.get("log_format", "auto") not in {"auto", "json", "console"}:

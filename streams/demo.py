@@ -103,7 +103,9 @@ def _print_summary(rows: list[dict[str, Any]], elapsed: float, log_path: Any) ->
                 for o in r.get("outputs", [])
             )
         steps = "\n".join(f"{t['operation']} ({t['backend']}): {t['duration_ms']:.0f} ms" for t in r.get("timings", []))
-        table.add_row(f"{r['source']}\n{r['source_size'] / 1024:.0f} KiB\nid {r['image_id']}", r["status"], outputs, steps)
+        table.add_row(
+            f"{r['source']}\n{r['source_size'] / 1024:.0f} KiB\nid {r['image_id']}", r["status"], outputs, steps
+        )
     out.print(table)
     done = sum(r["status"] == "completed" for r in rows)
     out.print(f"{done}/{len(rows)} images completed in {elapsed:.1f}s · worker log: {log_path}")

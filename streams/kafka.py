@@ -63,7 +63,9 @@ def deliver(producer: Producer, records: Sequence[Record], timeout_s: float = 60
             errors.append(err)
 
     for rec in records:
-        producer.produce(rec.topic, key=rec.key.encode(), value=rec.value, headers=list(rec.headers), on_delivery=on_delivery)
+        producer.produce(
+            rec.topic, key=rec.key.encode(), value=rec.value, headers=list(rec.headers), on_delivery=on_delivery
+        )
     remaining = producer.flush(timeout_s)
     if errors or remaining:
         reason = errors[0].str() if errors else f"{remaining} records still queued after {timeout_s}s"

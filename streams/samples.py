@@ -125,7 +125,7 @@ def _animation() -> bytes:
 
 
 def sample_set() -> list[Sample]:
-    """Six varied uploads (orientation, ICC, alpha, CMYK, animation, HEIC) at 0.5–2 MP."""
+    """Six varied uploads (orientation, ICC, alpha, CMYK, animation, HEIC), 800–1800 px."""
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     return [
         Sample(filename="landscape-exif6.jpg", data=_rotated_landscape(), content_type="image/jpeg"),

@@ -28,9 +28,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
 _FILE_RE = re.compile(r"^(?P<name>\w+)\.v(?P<version>\d+)\.avsc$")
-_PRIMITIVES = frozenset(
-    {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
-)
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 
 
 @dataclass(frozen=True)
@@ -198,9 +196,7 @@ class Serde:
             return self._decode_single_object(data)
         if data[:1] == CONFLUENT_MAGIC and len(data) >= 5:
             return self._decode_confluent(data, topic)
-        raise UndecodableEvent(
-            "not Avro: expected single-object encoding (C3 01) or Confluent wire format (00)"
-        )
+        raise UndecodableEvent("not Avro: expected single-object encoding (C3 01) or Confluent wire format (00)")
 
     def _decode_single_object(self, data: bytes) -> dict[str, Any]:
         writer = self.catalog.by_fingerprint(data[2:10])
@@ -217,9 +213,7 @@ class Serde:
     def _decode_confluent(self, data: bytes, topic: str) -> dict[str, Any]:
         if self._deserializer is None:
             (schema_id,) = struct.unpack(">I", data[1:5])
-            raise UndecodableEvent(
-                f"Confluent wire format (schema id {schema_id}) but no schema registry configured"
-            )
+            raise UndecodableEvent(f"Confluent wire format (schema id {schema_id}) but no schema registry configured")
         from confluent_kafka.serialization import MessageField, SerializationContext
 
         try:

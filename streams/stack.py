@@ -11,9 +11,11 @@ A service that is configured externally (``DARKROOM_KAFKA_BOOTSTRAP``,
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -49,12 +51,42 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def free_port_block(count: int) -> list[int]:
+    """``count`` consecutive free loopback ports whose +10000 twins (SeaweedFS gRPC) are free.
+
+    For throwaway stacks (tests, benchmarks) that must not collide with a running one.
+    """
+    for _ in range(200):
+        base = random.randrange(20000, 29000, 10)
+        ports = list(range(base, base + count))
+        if not any(_port_open(p) or _port_open(p + 10000) for p in ports):
+            return ports
+    raise ConfigurationError("no block of free loopback ports found")
+
+
+def throwaway_settings(settings: Settings, home: Path) -> Settings:
+    """``settings`` with an embedded stack of its own: fresh home, free ports."""
+    kafka, s3, master, volume, filer, admin = free_port_block(6)
+    return dataclasses.replace(
+        settings,
+        home=home,
+        kafka_bootstrap="",
+        s3_endpoint="",
+        kafka_port=kafka,
+        s3_port=s3,
+        weed_master_port=master,
+        weed_volume_port=volume,
+        weed_filer_port=filer,
+        weed_admin_port=admin,
+    )
+
+
 def _wait_for_port(port: int, timeout_s: float, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
-            raise ConfigurationError(f"{Path(str(proc.args[0])).name} exited at start (see {log}): {tail.strip()}")
+            raise ConfigurationError(f"{log.stem} server exited at start (see {log}): {tail.strip()}")
         if _port_open(port):
             return
         time.sleep(0.05)

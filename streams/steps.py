@@ -14,6 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from processors import get_operation
@@ -73,6 +76,7 @@ class OperationStep:
         self.serdes = serdes
         self.store = store
         self.operation = operation
+        self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{operation.name}-io")
 
     def __call__(self, request: Event, log: Any) -> list[Record]:
         index = request["step_index"]
@@ -141,14 +145,14 @@ class OperationStep:
             log.info("outputs already written; reusing", prefix=prefix)
             return reused, self._timing(index, started, reused=True)
         outputs = []
+        metadata = {"darkroom-input-sha256": input_sha, "darkroom-operation": f"{op.name}/{op.version}"}
+        writes = []
         for rendition in op.run(data, params, self.settings.limits):
             key = f"{prefix}{rendition.name}.{rendition.extension}"
-            metadata = {"darkroom-input-sha256": input_sha, "darkroom-operation": f"{op.name}/{op.version}"}
-
-            def put(key: str = key, rendition: Any = rendition) -> None:
-                self.store.put(bucket, key, rendition.data, content_type=rendition.content_type, metadata=metadata)
-
-            self._storage(put, "write output")
+            put = partial(
+                self.store.put, bucket, key, rendition.data, content_type=rendition.content_type, metadata=metadata
+            )
+            writes.append(self._io.submit(self._storage, put, "write output"))
             outputs.append(
                 {
                     "step_index": index,
@@ -163,6 +167,8 @@ class OperationStep:
                     "sha256": hashlib.sha256(rendition.data).hexdigest(),
                 }
             )
+        for write in writes:  # all outputs are durable before the manifest says so
+            write.result()
         manifest = json.dumps({"identity": identity, "outputs": outputs}, sort_keys=True).encode()
         self._storage(
             lambda: self.store.put(bucket, prefix + MANIFEST, manifest, content_type="application/json"),
@@ -210,7 +216,7 @@ def operation_spec(settings: Settings, serdes: Serdes, store: ObjectStore, opera
     )
 
 
-def worker_specs(settings: Settings, names: list[str] | tuple[str, ...]) -> list[WorkerSpec]:
+def worker_specs(settings: Settings, names: Sequence[str]) -> list[WorkerSpec]:
     """Specs for ``ingest`` and/or operation names, sharing one serde set and store."""
     serdes = Serdes(settings)
     store = ObjectStore(settings)

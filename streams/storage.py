@@ -26,9 +26,7 @@ from processors.errors import (
 from streams.config import Settings
 
 _MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"})
-_DENIED = frozenset(
-    {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
-)
+_DENIED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"})
 
 
 @dataclass(frozen=True)
@@ -92,14 +90,13 @@ class ObjectStore:
         return ObjectInfo(size=st.size or 0, content_type=st.content_type or "", metadata=meta)
 
     def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> bytes:
-        """Read a whole object; refuse objects over ``max_bytes`` before downloading them."""
-        if max_bytes is not None:
-            size = self.stat(bucket, key).size
-            if size > max_bytes:
-                raise FileTooLarge(f"s3://{bucket}/{key} is {size} bytes; the limit is {max_bytes}")
+        """Read a whole object; refuse one over ``max_bytes`` from its length header, unread."""
         with _translated(bucket, key):
             response = self._client.get_object(bucket, key)
             try:
+                size = int(response.headers.get("Content-Length", "0"))
+                if max_bytes is not None and size > max_bytes:
+                    raise FileTooLarge(f"s3://{bucket}/{key} is {size} bytes; the limit is {max_bytes}")
                 data = response.read()
             finally:
                 response.close()

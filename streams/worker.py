@@ -1,10 +1,11 @@
 """The one consume → decode → process → produce → commit loop.
 
 Every consumer group of darkroom (ingest, each operation) is this loop with a different
-decoder and handler. The input offset is committed synchronously only after every record
-the handler returned was acknowledged by the broker (``streams.kafka.deliver``), so a
-worker killed at any moment loses nothing; its only duplicate window is between
-delivery and commit, and handlers make duplicates harmless (deterministic ids and keys).
+decoder and handler. Records are taken in small batches (what is already fetched, up to
+``batch_size``); the input offsets are committed synchronously only after every record the
+handlers returned was acknowledged by the broker (``streams.kafka.deliver``), so a worker
+killed at any moment loses nothing; a kill costs at most one batch of redelivered records,
+and handlers make duplicates harmless (deterministic ids, keys and reused outputs).
 Records that cannot be decoded go to the dead-letter topic with the reason in headers.
 """
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from processors.errors import BrokerUnavailable, UndecodableEvent
 from streams.config import Settings
@@ -31,6 +32,24 @@ Handler = Callable[[Event, Any], list[Record]]
 
 
 @dataclass(frozen=True)
+class Received:
+    """A consumed record; topic, partition and offset are always set on those."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes | None
+
+    @classmethod
+    def of(cls, msg: Message) -> Received:
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        if topic is None or partition is None or offset is None:
+            raise BrokerUnavailable("consumed a record without a position")
+        return cls(topic, partition, offset, msg.key() or b"", msg.value())
+
+
+@dataclass(frozen=True)
 class WorkerSpec:
     name: str
     group_id: str
@@ -39,47 +58,75 @@ class WorkerSpec:
     handle: Handler
 
 
+def _positions(batch: list[Received], *, first: bool) -> list[TopicPartition]:
+    """Per partition: the first offset of the batch (to re-read) or the next one (to commit)."""
+    positions: dict[tuple[str, int], int] = {}
+    for msg in batch:
+        key = (msg.topic, msg.partition)
+        if first:
+            positions.setdefault(key, msg.offset)
+        else:
+            positions[key] = msg.offset + 1
+    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in positions.items()]
+
+
 class Worker:
     def __init__(self, settings: Settings, spec: WorkerSpec) -> None:
         self.settings = settings
         self.spec = spec
-        self.log = structlog.get_logger("darkroom.worker").bind(
-            worker=spec.name, group=spec.group_id, topic=spec.topic
-        )
+        self.log = structlog.get_logger("darkroom.worker").bind(worker=spec.name, group=spec.group_id, topic=spec.topic)
 
     def run(self, stop: threading.Event) -> None:
-        """Process records until ``stop`` is set; the record in hand is always finished."""
+        """Process records until ``stop`` is set; the batch in hand is always finished."""
         consumer = make_consumer(self.settings, self.spec.group_id)
         producer = make_producer(self.settings)
         consumer.subscribe([self.spec.topic])
         self.log.info("worker started")
         try:
             while not stop.is_set():
-                msg = consumer.poll(0.5)
-                if msg is None:
-                    continue
-                if msg.error():
-                    self._on_error(msg.error())
+                batch = self._next_batch(consumer)
+                if not batch:
                     continue
                 try:
-                    records = self._handle(msg)
-                    deliver(producer, records)
+                    deliver(producer, [rec for msg in batch for rec in self._handle(msg)])
                 except BrokerUnavailable as exc:
-                    # Not acknowledged: do not commit; read the same record again later.
-                    self.log.warning("output not delivered; will retry", error=exc.message, offset=msg.offset())
-                    consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
+                    # Not acknowledged: commit nothing; read the same records again later.
+                    self.log.warning("output not delivered; will retry", error=exc.message)
+                    for tp in _positions(batch, first=True):
+                        consumer.seek(tp)
                     stop.wait(1.0)
                     continue
-                self._commit(consumer, msg)
+                self._commit(consumer, batch)
         finally:
             producer.flush(10)
             consumer.close()  # leaves the group so partitions move without waiting for a timeout
             self.log.info("worker stopped")
 
-    def _handle(self, msg: Message) -> list[Record]:
-        log = self.log.bind(partition=msg.partition(), offset=msg.offset())
+    def _next_batch(self, consumer: Consumer) -> list[Received]:
+        """Wait up to 0.5 s for one record, then take what is already fetched (up to batch_size).
+
+        One delivery wait and one commit per batch instead of per record: the guarantee
+        is the same (commit after delivery), the broker round trips are shared.
+        """
+        first = consumer.poll(0.5)
+        if first is None:
+            return []
+        polled = [first]
+        if self.settings.batch_size > 1:
+            polled += consumer.consume(num_messages=self.settings.batch_size - 1, timeout=0)
+        batch = []
+        for msg in polled:
+            error = msg.error()
+            if error is not None:
+                self._on_error(error)
+            else:
+                batch.append(Received.of(msg))
+        return batch
+
+    def _handle(self, msg: Received) -> list[Record]:
+        log = self.log.bind(partition=msg.partition, offset=msg.offset)
         try:
-            event = self.spec.decode(msg.value(), msg.topic())
+            event = self.spec.decode(msg.value, msg.topic)
         except UndecodableEvent as exc:
             log.warning("undecodable record sent to dead-letter topic", error=exc.message)
             return [self._dead_letter(msg, exc)]
@@ -89,30 +136,28 @@ class Worker:
         log.info("processed", ms=round((time.perf_counter() - started) * 1000, 1), emitted=[r.topic for r in records])
         return records
 
-    def _dead_letter(self, msg: Message, exc: UndecodableEvent) -> Record:
-        key = msg.key() or b""
+    def _dead_letter(self, msg: Received, exc: UndecodableEvent) -> Record:
         return Record(
             topic=self.settings.topic(DEAD_LETTER),
-            key=key.decode("utf-8", "replace"),
-            value=msg.value() or b"",
+            key=msg.key.decode("utf-8", "replace"),
+            value=msg.value or b"",
             headers=(
                 ("darkroom-error-code", exc.code.encode()),
                 ("darkroom-error-message", exc.message.encode()),
-                ("darkroom-source-topic", msg.topic().encode()),
-                ("darkroom-source-partition", str(msg.partition()).encode()),
-                ("darkroom-source-offset", str(msg.offset()).encode()),
+                ("darkroom-source-topic", msg.topic.encode()),
+                ("darkroom-source-partition", str(msg.partition).encode()),
+                ("darkroom-source-offset", str(msg.offset).encode()),
                 ("darkroom-consumer-group", self.spec.group_id.encode()),
             ),
         )
 
-    def _commit(self, consumer: Any, msg: Message) -> None:
-        offset = TopicPartition(msg.topic(), msg.partition(), msg.offset() + 1)
+    def _commit(self, consumer: Consumer, batch: list[Received]) -> None:
         try:
-            consumer.commit(offsets=[offset], asynchronous=False)
-        except Exception as exc:  # confluent_kafka.KafkaException, e.g. after a rebalance
-            # The record will be redelivered to the partition's new owner; handlers are
-            # idempotent, so this costs a duplicate, never a loss.
-            self.log.warning("commit failed; record may be redelivered", error=str(exc), offset=msg.offset())
+            consumer.commit(offsets=_positions(batch, first=False), asynchronous=False)
+        except KafkaException as exc:  # e.g. the partitions were revoked in a rebalance
+            # The records will be redelivered to the partitions' new owner; handlers are
+            # idempotent, so this costs duplicates, never a loss.
+            self.log.warning("commit failed; records may be redelivered", error=str(exc))
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():

@@ -21,7 +21,9 @@ class Consumed:
     headers: dict[str, bytes]
 
 
-def read_topic(settings: Settings, topic: str, *, expect: int = 0, timeout_s: float = 30.0, idle_s: float = 3.0) -> list[Consumed]:
+def read_topic(
+    settings: Settings, topic: str, *, expect: int = 0, timeout_s: float = 30.0, idle_s: float = 3.0
+) -> list[Consumed]:
     """Every record of ``topic`` from the beginning, by a consumer that commits nothing.
 
     Stops when ``expect`` records arrived and nothing new came for ``idle_s`` seconds,

@@ -35,21 +35,27 @@ def workers(settings: Settings) -> Iterator[Supervisor]:
     supervisor.join(30)
 
 
-def _png_header_only(width: int, height: int) -> bytes:
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny valid-looking PNG whose header declares ``width`` × ``height`` (a pixel bomb)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b"")
+    )
 
 
 def test_an_upload_reaches_a_completion_event_with_real_outputs(
     settings: Settings, store: ObjectStore, workers: Supervisor
 ) -> None:
     client = Client(settings, store)
-    sub = client.submit(photo_jpeg(1200, 800, seed=3), "photo.jpg", "thumbnail:sizes=256+100x100,fit=cover,format=webp")
+    sub = client.submit(photo_jpeg(1200, 800, seed=3), "photo.jpg", "thumbnail:sizes=256+100x60,format=webp")
     final = client.wait([sub], timeout_s=90)[sub.image_id]
     assert final.status == "completed", final.event
     outputs = final.event["outputs"]
-    assert [(o["width"], o["height"]) for o in outputs] == [(256, 171), (100, 100)]
+    assert [(o["width"], o["height"]) for o in outputs] == [(256, 171), (90, 60)]
     for o in outputs:
         data = store.get(o["bucket"], o["key"])
         assert hashlib.sha256(data).hexdigest() == o["sha256"]
@@ -68,16 +74,22 @@ def test_bad_inputs_fail_with_codes_and_the_partition_keeps_moving(
     bad = {
         "not_an_image": b"this is a text file, not a picture\n" * 10,
         "truncated_image": good[: len(good) // 2],
-        "too_many_pixels": _png_header_only(30000, 30000),
+        "too_many_pixels": _png_claiming(30000, 30000),
         "empty_input": b"",
     }
-    subs = {code: client.submit(data, f"{code}.jpg", "thumbnail:sizes=128", image_id=f"bad-{code}") for code, data in bad.items()}
+    subs = {
+        code: client.submit(data, f"{code}.jpg", "thumbnail:sizes=128", image_id=f"bad-{code}")
+        for code, data in bad.items()
+    }
     # Events a producer could send but our client refuses to: raw upload events.
     serdes = Serdes(settings)
     raw = {
         "object_missing": ("uploads/nowhere/missing.jpg", [{"operation": "thumbnail", "params": {}}]),
         "unknown_operation": (subs["not_an_image"].key, [{"operation": "sharpen", "params": {}}]),
-        "operation_unavailable": (subs["not_an_image"].key, [{"operation": "thumbnail", "params": {}}, {"operation": "upscale", "params": {"scale": "2"}}]),
+        "operation_unavailable": (
+            subs["not_an_image"].key,
+            [{"operation": "thumbnail", "params": {}}, {"operation": "upscale", "params": {"scale": "2"}}],
+        ),
         "invalid_parameters": (subs["not_an_image"].key, [{"operation": "thumbnail", "params": {"sizes": "0"}}]),
     }
     topic = settings.topic(UPLOADED)
@@ -117,15 +129,23 @@ def test_bad_inputs_fail_with_codes_and_the_partition_keeps_moving(
 def test_a_redelivered_step_reuses_finished_outputs(settings: Settings, store: ObjectStore) -> None:
     import structlog
 
+    from processors import get_operation
     from streams import events
     from streams.pipeline import parse_spec
-    from processors import get_operation
 
     image_id = f"redeliver-{uuid.uuid4().hex}"
     key = f"uploads/{image_id}/a.jpg"
     store.put(settings.bucket, key, photo_jpeg(640, 480, seed=5), content_type="image/jpeg")
-    upload = {"event_id": image_id, "image_id": image_id, "bucket": settings.bucket, "key": key, "submitted_at": datetime.now(UTC)}
-    request = events.step_request(upload, upload_event_id=image_id, pipeline=parse_spec("thumbnail:sizes=64+32"), step_index=0, input_key=key)
+    upload = {
+        "event_id": image_id,
+        "image_id": image_id,
+        "bucket": settings.bucket,
+        "key": key,
+        "submitted_at": datetime.now(UTC),
+    }
+    request = events.step_request(
+        upload, upload_event_id=image_id, pipeline=parse_spec("thumbnail:sizes=64+32"), step_index=0, input_key=key
+    )
     serdes = Serdes(settings)
     step = OperationStep(settings, serdes, store, get_operation("thumbnail"))
     log = structlog.get_logger("test")

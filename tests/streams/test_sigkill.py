@@ -66,11 +66,17 @@ class WorkerProcess:
         while self.processed < records and time.monotonic() < deadline and self.proc.poll() is None:
             time.sleep(0.005)
         self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
+        self._reap()
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
+        self._reap()
+
+    def _reap(self) -> None:
         self.proc.wait(30)
+        self._reader.join(5)
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
 
 
 @pytest.fixture
@@ -88,7 +94,9 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_are_identical(
     rng = random.Random(int(os.environ.get("DARKROOM_TEST_SEED", time.time())))
     client = Client(settings, store)
     subs = [
-        client.submit(photo_jpeg(1024, 768, seed=i), f"img{i}.jpg", "thumbnail:sizes=64+200x200,fit=cover", image_id=f"k{i:03d}")
+        client.submit(
+            photo_jpeg(1024, 768, seed=i), f"img{i}.jpg", "thumbnail:sizes=64+200x200,fit=cover", image_id=f"k{i:03d}"
+        )
         for i in range(IMAGES)
     ]
     for _ in range(KILLS):
@@ -98,6 +106,8 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_are_identical(
         finals = client.wait(subs, timeout_s=180)
     finally:
         survivor.stop()
+        client.close()
+    assert survivor.proc.returncode == 0, "SIGTERM must stop a worker cleanly"
     assert len(finals) == IMAGES, f"missing: {sorted({s.image_id for s in subs} - set(finals))}"
 
     serdes = Serdes(settings)
