@@ -4,7 +4,7 @@ Nothing in this package imports Kafka or object-storage code.
 """
 
 from processors.errors import DarkroomError, PermanentError, RetryableError
-from processors.operation import Limits, Operation, Rendition
+from processors.operation import Limits, Operation, Rendition, StepResult
 from processors.registry import AVAILABLE_OPERATIONS, KNOWN_OPERATIONS, get_operation
 
 __all__ = [
@@ -16,5 +16,6 @@ __all__ = [
     "PermanentError",
     "Rendition",
     "RetryableError",
+    "StepResult",
     "get_operation",
 ]

@@ -8,7 +8,7 @@ the limits, and returns encoded renditions. It never touches Kafka or object sto
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -43,7 +43,21 @@ class Rendition:
     height: int
     content_type: str
     extension: str
-    info: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepResult:
+    """What one run of an operation produced, and how.
+
+    ``backend`` names what actually made the pixels (``pillow``, ``torch-cpu-bf16``,
+    ``ncnn``, ``lanczos``…), after any fallback. ``details`` says what the operation did
+    (an upscale's model and tiling, an enhance's corrections and amounts) so a user can
+    audit or reproduce it; both end up in the completion event.
+    """
+
+    renditions: list[Rendition]
+    backend: str
+    details: Mapping[str, str] = field(default_factory=dict)
 
 
 class Operation(Protocol):
@@ -68,6 +82,6 @@ class Operation(Protocol):
         """Params with defaults filled in, as strings: the identity of a step's output."""
         ...
 
-    def run(self, data: bytes, params: Any, limits: Limits) -> list[Rendition]:
+    def run(self, data: bytes, params: Any, limits: Limits) -> StepResult:
         """Process one input; the first rendition feeds the next pipeline step."""
         ...

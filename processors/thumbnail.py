@@ -32,7 +32,7 @@ from processors.image import (
     output_exif,
     to_srgb,
 )
-from processors.operation import Limits, Rendition
+from processors.operation import Limits, Rendition, StepResult
 
 MAX_SIDE = 16384
 MAX_SIZES = 16
@@ -297,12 +297,12 @@ class Thumbnail:
             "upscale": str(params.upscale).lower(),
         }
 
-    def run(self, data: bytes, params: ThumbnailParams, limits: Limits) -> list[Rendition]:
+    def run(self, data: bytes, params: ThumbnailParams, limits: Limits) -> StepResult:
         """One rendition per size, in the order of ``params.sizes``."""
         ctx = _Context(data=data, params=params, limits=limits)
         for step in _STEPS:
             step(ctx)
-        return ctx.renditions
+        return StepResult(renditions=ctx.renditions, backend="pillow")
 
 
 THUMBNAIL = Thumbnail()

@@ -139,7 +139,8 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
 
         raise FileTooLarge(f"{source} is over the {settings.max_file_bytes}-byte limit")
     started = time.perf_counter()
-    renditions = op.run(source.read_bytes(), params, settings.limits)
+    result = op.run(source.read_bytes(), params, settings.limits)
+    renditions = result.renditions
     elapsed_ms = (time.perf_counter() - started) * 1000
     written = []
     if len(renditions) == 1:
@@ -157,11 +158,20 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
         for p, r in written
     ]
     if args.json:
-        _print_json({"operation": op.name, "outputs": rows, "ms": round(elapsed_ms, 1)})
+        _print_json(
+            {
+                "operation": op.name,
+                "backend": result.backend,
+                "details": dict(result.details),
+                "outputs": rows,
+                "ms": round(elapsed_ms, 1),
+            }
+        )
     else:
         for row in rows:
             print(f"{row['path']}: {row['width']}x{row['height']} {row['size']:,} B")
-        print(f"{op.name} took {elapsed_ms:.0f} ms")
+        details = ", ".join(f"{k}={v}" for k, v in result.details.items())
+        print(f"{op.name} ({result.backend}) took {elapsed_ms:.0f} ms{'; ' + details if details else ''}")
     return 0
 
 

@@ -202,7 +202,9 @@ def summarize(sub: Submission, final: FinalEvent | None) -> dict[str, Any]:
             {k: o[k] for k in ("name", "key", "width", "height", "size", "content_type", "sha256")}
             for o in ev["outputs"]
         ]
-        row["timings"] = [{k: t[k] for k in ("operation", "backend", "duration_ms", "reused")} for t in ev["timings"]]
+        row["timings"] = [
+            {k: t[k] for k in ("operation", "backend", "details", "duration_ms", "reused")} for t in ev["timings"]
+        ]
     else:
         row["error"] = {k: ev[k] for k in ("error_code", "message", "failed_step", "retryable")}
     return row

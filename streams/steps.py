@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -128,7 +128,7 @@ class OperationStep:
         op, index, bucket = self.operation, request["step_index"], request["bucket"]
         params = op.parse_params(request["pipeline"][index]["params"])
         data: bytes = self._storage(
-            lambda: self.store.get(bucket, request["input_key"], max_bytes=self.settings.max_file_bytes),
+            partial(self.store.get, bucket, request["input_key"], max_bytes=self.settings.max_file_bytes),
             "read input",
         )
         input_sha = hashlib.sha256(data).hexdigest()
@@ -140,14 +140,16 @@ class OperationStep:
         }
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         prefix = f"{self.settings.output_prefix}/{request['image_id']}/{index:02d}-{op.name}-{digest}/"
-        reused = self._reuse(bucket, prefix)
-        if reused is not None:
+        manifest = self._manifest(bucket, prefix)
+        if manifest is not None:
             log.info("outputs already written; reusing", prefix=prefix)
-            return reused, self._timing(index, started, reused=True)
+            timing = self._timing(index, started, backend=manifest["backend"], details=manifest["details"], reused=True)
+            return manifest["outputs"], timing
         outputs = []
         metadata = {"darkroom-input-sha256": input_sha, "darkroom-operation": f"{op.name}/{op.version}"}
         writes = []
-        for rendition in op.run(data, params, self.settings.limits):
+        result = op.run(data, params, self.settings.limits)
+        for rendition in result.renditions:
             key = f"{prefix}{rendition.name}.{rendition.extension}"
             put = partial(
                 self.store.put, bucket, key, rendition.data, content_type=rendition.content_type, metadata=metadata
@@ -169,26 +171,30 @@ class OperationStep:
             )
         for write in writes:  # all outputs are durable before the manifest says so
             write.result()
-        manifest = json.dumps({"identity": identity, "outputs": outputs}, sort_keys=True).encode()
+        record = {"identity": identity, "outputs": outputs, "backend": result.backend, "details": dict(result.details)}
+        body = json.dumps(record, sort_keys=True).encode()
         self._storage(
-            lambda: self.store.put(bucket, prefix + MANIFEST, manifest, content_type="application/json"),
+            partial(self.store.put, bucket, prefix + MANIFEST, body, content_type="application/json"),
             "write manifest",
         )
-        return outputs, self._timing(index, started, reused=False)
+        timing = self._timing(index, started, backend=result.backend, details=result.details, reused=False)
+        return outputs, timing
 
-    def _reuse(self, bucket: str, prefix: str) -> list[Event] | None:
+    def _manifest(self, bucket: str, prefix: str) -> Event | None:
+        """The finished step's manifest (outputs, backend, details), or None if not finished."""
         try:
-            raw = self._storage(lambda: self.store.get(bucket, prefix + MANIFEST), "read manifest")
+            raw = self._storage(partial(self.store.get, bucket, prefix + MANIFEST), "read manifest")
         except ObjectMissing:
             return None
-        outputs: list[Event] = json.loads(raw)["outputs"]
-        return outputs
+        manifest: Event = json.loads(raw)
+        return manifest
 
-    def _timing(self, index: int, started: float, *, reused: bool) -> Event:
+    def _timing(self, index: int, started: float, *, backend: str, details: Mapping[str, str], reused: bool) -> Event:
         return {
             "step_index": index,
             "operation": self.operation.name,
-            "backend": getattr(self.operation, "backend", "pillow"),
+            "backend": backend,
+            "details": dict(details),
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
             "reused": reused,
         }

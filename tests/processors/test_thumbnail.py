@@ -43,7 +43,7 @@ def reopen(rendition: Rendition) -> Image.Image:
 
 
 def thumbnails(data: bytes, limits: Limits | None = None, **params: str) -> list[Rendition]:
-    return THUMBNAIL.run(data, THUMBNAIL.parse_params(params), limits or Limits())
+    return THUMBNAIL.run(data, THUMBNAIL.parse_params(params), limits or Limits()).renditions
 
 
 def noisy(width: int, height: int, seed: int = 0) -> Image.Image:
