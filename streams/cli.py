@@ -88,8 +88,10 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise InvalidParameters(f"no such file: {', '.join(missing)}")
+    steps = pipelines.parse_spec(args.pipeline)
+    pipelines.validate(steps)  # before touching storage: a typo is the user's error, not an outage
     client = Client(settings)
-    subs = [client.submit_file(p, args.pipeline, callback_url=args.callback, tenant=args.tenant) for p in paths]
+    subs = [client.submit_file(p, steps, callback_url=args.callback, tenant=args.tenant) for p in paths]
     if not args.wait:
         rows: list[dict[str, Any]] = [{"image_id": s.image_id, "event_id": s.event_id, "key": s.key} for s in subs]
         if args.json:

@@ -47,6 +47,8 @@ def _translated(bucket: str, key: str = "") -> Iterator[None]:
         if exc.code in _DENIED:
             raise ConfigurationError(f"object storage refused access to {where}: {exc.code}") from None
         raise StorageUnavailable(f"object storage error on {where}: {exc.code}") from None
+    except ValueError as exc:  # the SDK validates names locally: such an object cannot exist
+        raise ObjectMissing(f"{where} cannot exist: {exc}") from None
     except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise StorageUnavailable(f"object storage unreachable for {where}: {type(exc).__name__}") from None
 
