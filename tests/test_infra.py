@@ -1,0 +1,58 @@
+"""infra/docker-compose.yml cannot run here (no Docker engine); keep it consistent by reading it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streams.config import PREFIX, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "infra" / "docker-compose.yml"
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def test_the_stack_has_every_service_the_product_needs() -> None:
+    services = compose()["services"]
+    assert {"kafka", "schema-registry", "minio", "minio-init", "postgres", "worker-ingest", "worker-thumbnail"} <= set(
+        services
+    )
+    kafka = services["kafka"]["environment"]
+    assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
+    assert "zookeeper" not in services
+    assert "mb --ignore-existing local/darkroom" in services["minio-init"]["command"][0]
+
+
+def test_dependencies_name_existing_services() -> None:
+    services = compose()["services"]
+    for name, service in services.items():
+        for dependency in service.get("depends_on", {}):
+            assert dependency in services, f"{name} depends on unknown service {dependency}"
+
+
+def test_worker_settings_are_real_darkroom_settings_and_secrets_come_from_the_environment() -> None:
+    known = {PREFIX + f.name.upper() for f in fields(Settings)}
+    for name, service in compose()["services"].items():
+        if not name.startswith("worker-"):
+            continue
+        env = service["environment"]
+        assert set(env) <= known, set(env) - known
+        assert env["DARKROOM_BUCKET"] == "darkroom"
+        for secret in ("DARKROOM_S3_ACCESS_KEY", "DARKROOM_S3_SECRET_KEY"):
+            assert re.fullmatch(r"\$\{[A-Z_]+:\?.+\}", env[secret]), f"{secret} must come from the environment"
+        assert service["command"][0] == "worker"
+
+
+def test_the_worker_image_installs_the_project() -> None:
+    dockerfile = (ROOT / "infra" / "Dockerfile").read_text()
+    for path in ("streams", "processors", "schemas", "constraints.txt", "pyproject.toml"):
+        assert path in dockerfile
+    assert 'ENTRYPOINT ["darkroom"]' in dockerfile

@@ -1,0 +1,44 @@
+"""The README is the user's contract: it must stay true to the code."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import fields
+from pathlib import Path
+
+from processors import errors
+from streams.config import PREFIX, Settings
+from streams.pipeline import PRESETS
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def test_it_opens_with_exactly_two_commands() -> None:
+    first_block = re.search(r"```sh\n(.*?)```", README, re.S)
+    assert first_block is not None and README.index("```sh") < README.index("\n\n", README.index("# darkroom") + 11)
+    commands = [line.split("#")[0].strip() for line in first_block.group(1).splitlines() if line.strip()]
+    assert commands == ["make demo", "make test"]
+    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.M)
+
+
+def test_every_setting_is_documented() -> None:
+    for f in fields(Settings):
+        assert f"{PREFIX}{f.name.upper()}" in README, f"{PREFIX}{f.name.upper()} is not in the README"
+
+
+def test_every_error_code_is_documented() -> None:
+    codes = {
+        cls.code
+        for _, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, errors.DarkroomError)
+        and cls.code not in {"internal_error", "invalid_input", "limit_exceeded"}
+    }
+    for code in codes:
+        assert f"`{code}`" in README, f"error code {code} is not in the README"
+
+
+def test_presets_are_documented_as_they_are() -> None:
+    for name, spec in PRESETS.items():
+        assert f"`{name}` (`{spec}`)" in README
