@@ -22,11 +22,15 @@ tree where they enter darkroom, never passed through.
     │   │   └── InvalidParameters           invalid_parameters
     │   ├── ObjectMissing                   object_missing
     │   ├── UndecodableEvent                undecodable_event
-    │   └── ConfigurationError              configuration_error
+    │   ├── ConfigurationError              configuration_error
+    │   │   └── InvalidWebhookSecret        invalid_webhook_secret
+    │   ├── InvalidWebhookUrl               invalid_webhook_url
+    │   └── WebhookTargetBlocked            webhook_target_blocked
     └── RetryableError                      retryable=True: may pass later
         ├── StorageUnavailable              storage_unavailable
         ├── BrokerUnavailable               broker_unavailable
-        └── ProcessingFailed                processing_failed
+        ├── ProcessingFailed                processing_failed
+        └── WebhookTargetUnresolvable       webhook_target_unresolvable
 """
 
 from __future__ import annotations
@@ -115,6 +119,24 @@ class ConfigurationError(PermanentError):
     code = "configuration_error"
 
 
+class InvalidWebhookSecret(ConfigurationError):
+    """A webhook signing secret that is not ``whsec_`` + base64 of 24–64 bytes (never quoted)."""
+
+    code = "invalid_webhook_secret"
+
+
+class InvalidWebhookUrl(PermanentError):
+    """A webhook target that is not an absolute http(s) URL without credentials."""
+
+    code = "invalid_webhook_url"
+
+
+class WebhookTargetBlocked(PermanentError):
+    """A webhook target whose address egress policy forbids (private, loopback, metadata…)."""
+
+    code = "webhook_target_blocked"
+
+
 class StorageUnavailable(RetryableError):
     code = "storage_unavailable"
 
@@ -127,3 +149,9 @@ class ProcessingFailed(RetryableError):
     """An unexpected fault inside an operation (a bug or resource exhaustion)."""
 
     code = "processing_failed"
+
+
+class WebhookTargetUnresolvable(RetryableError):
+    """A webhook target's host name did not resolve (DNS may recover)."""
+
+    code = "webhook_target_unresolvable"

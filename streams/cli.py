@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from processors import AVAILABLE_OPERATIONS, KNOWN_OPERATIONS, get_operation
+from processors import KNOWN_OPERATIONS, get_operation
 from processors.errors import ConfigurationError, DarkroomError, InvalidParameters, InvalidPipeline
 from streams import pipeline as pipelines
 from streams.config import Settings, load_settings
@@ -63,17 +63,18 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
 
 # -- workers -------------------------------------------------------------------
 def _run_workers(settings: Settings, names: Sequence[str]) -> int:
-    from streams.steps import worker_specs
-    from streams.supervisor import Supervisor
+    from streams.services import build_supervisor
     from streams.topics import ensure_topics
 
     ensure_topics(settings)
-    Supervisor(settings, worker_specs(settings, names)).run_until_signalled()
+    build_supervisor(settings, names).run_until_signalled()
     return 0
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    return _run_workers(settings, ["ingest", *AVAILABLE_OPERATIONS])
+    from streams.services import ALL
+
+    return _run_workers(settings, ALL)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -177,6 +178,81 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# -- results and webhooks ----------------------------------------------------------
+def _database(settings: Settings) -> Any:
+    from streams.database import Database
+
+    db = Database(settings)
+    db.migrate()
+    return db
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.dispatcher import deliveries
+    from streams.results import get_result
+    from streams.storage import ObjectStore
+
+    db = _database(settings)
+    row = get_result(db, args.image_id)
+    if row is None:
+        if args.json:
+            _print_json({"image_id": args.image_id, "status": "unknown"})
+        else:
+            print(f"{args.image_id}: no final result recorded (still processing, or never submitted)")
+        return EXIT_FAILED
+    store = ObjectStore(settings)
+    for output in row["outputs"]:
+        output["url"] = store.presigned_get(output["bucket"], output["key"])
+    row["webhooks"] = deliveries(db, image_id=args.image_id)
+    if args.json:
+        _print_json(row)
+        return 0
+    print(f"{row['image_id']}: {row['status']} (upload event {row['upload_event_id']})")
+    if row["error_code"]:
+        print(f"  {row['error_code']}: {row['message']} (step {row['failed_step']}, retryable: {row['retryable']})")
+    for o in row["outputs"]:
+        print(f"  {o['name']:<18} {o['width']}x{o['height']:<6} {o['size']:>9,} B  {o['url']}")
+    for t in row["timings"]:
+        print(
+            f"  step {t['operation']} ({t['backend']}): {t['duration_ms']:.0f} ms{' (reused)' if t['reused'] else ''}"
+        )
+    for w in row["webhooks"]:
+        print(f"  webhook {w['webhook_id']} → {w['url']}: {w['status']} after {w['attempts']} attempt(s)")
+    return 0
+
+
+def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    from streams import dispatcher
+
+    db = _database(settings)
+    if args.action == "subscribe":
+        if not args.tenant or not args.url:
+            raise InvalidParameters("webhooks subscribe needs --tenant and --url")
+        events = [f"image.{e.strip()}" for e in args.events.split(",")]
+        if any(e not in {"image.completed", "image.failed"} for e in events):
+            raise InvalidParameters("--events takes completed and/or failed")
+        sub_id, secret = dispatcher.subscribe(db, args.tenant, args.url, events)
+        if args.json:
+            _print_json({"id": sub_id, "secret": secret})
+        else:
+            print(f"subscription {sub_id}; signing secret (shown once): {secret}")
+        return 0
+    if args.action == "redeliver":
+        count = dispatcher.redeliver(db, args.ids or None)
+        print(json.dumps({"redelivered": count}) if args.json else f"{count} exhausted deliveries queued again")
+        return 0
+    rows = dispatcher.deliveries(db, status=args.status)
+    if args.json:
+        _print_json({"deliveries": rows})
+    else:
+        for w in rows:
+            print(
+                f"{w['webhook_id']} {w['target']:<22} {w['status']:<9} attempts={w['attempts']}"
+                f" last={w['last_status_code'] or w['last_error'] or '-'} {w['url']}"
+            )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.demo import run_demo
 
@@ -199,11 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=180.0)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("run", help="run every worker (ingest + available operations) until SIGTERM")
+    p = sub.add_parser("run", help="run everything (ingest, operations, result writer, webhooks) until SIGTERM")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("worker", help="run one consumer group until SIGTERM")
-    p.add_argument("operation", choices=["ingest", *KNOWN_OPERATIONS])
+    p = sub.add_parser("worker", help="run one service (ingest, an operation, results, webhooks) until SIGTERM")
+    p.add_argument("operation", choices=["ingest", *KNOWN_OPERATIONS, "results", "webhooks"])
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("submit", help="upload files and emit their upload events")
@@ -222,6 +298,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="file, or directory when the operation makes several outputs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_process)
+    p = sub.add_parser("status", help="an image's stored final state, outputs (with download URLs) and webhooks")
+    p.add_argument("image_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("webhooks", help="tenant subscriptions and delivery records")
+    p.add_argument("action", choices=["list", "subscribe", "redeliver"])
+    p.add_argument("ids", nargs="*", help="redeliver: webhook ids (default: every exhausted delivery)")
+    p.add_argument("--tenant")
+    p.add_argument("--url")
+    p.add_argument("--events", default="completed,failed")
+    p.add_argument("--status", choices=["pending", "delivered", "exhausted", "disabled"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_webhooks)
     return parser
 
 

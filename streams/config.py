@@ -43,6 +43,7 @@ class Settings:
     kafka_bootstrap: str = ""
     schema_registry_url: str = ""
     s3_endpoint: str = ""
+    database_url: str = field(default="", repr=False)
     s3_access_key: str = field(default="", repr=False)
     s3_secret_key: str = field(default="", repr=False)
     s3_region: str = "us-east-1"
@@ -62,6 +63,13 @@ class Settings:
     max_frames: int = DEFAULT_MAX_FRAMES
     log_format: str = "auto"
     log_level: str = "info"
+    # Webhooks (streams/webhooks.py). The schedule is the delay in seconds before each
+    # attempt, Standard Webhooks / Svix style; its length is the number of attempts.
+    webhook_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
+    webhook_timeout_s: float = 15.0
+    webhook_max_in_flight_per_host: int = 4
+    webhook_allow_networks: str = ""
+    webhook_secrets: str = field(default="", repr=False)
     # Ports of the embedded stack (loopback only). Every HTTP port of SeaweedFS also
     # opens port+10000 for gRPC, so keep these 10000 apart from anything else.
     kafka_port: int = 19092

@@ -10,13 +10,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from processors.errors import DarkroomError
 from streams.config import Settings
 from streams.serde import Serde
 
 Event = dict[str, Any]
+FinalStatus = Literal["completed", "failed"]
 _NAMESPACE = uuid.UUID("6f1d9a52-4d2e-4f0e-9a43-6d61726b726f")
 
 

@@ -204,7 +204,7 @@ def ingest_spec(settings: Settings, serdes: Serdes) -> WorkerSpec:
     return WorkerSpec(
         name="ingest",
         group_id=settings.topic("darkroom.ingest"),
-        topic=settings.topic(UPLOADED),
+        topics=(settings.topic(UPLOADED),),
         decode=serdes.upload.decode,
         handle=Ingest(settings, serdes),
     )
@@ -216,7 +216,7 @@ def operation_spec(settings: Settings, serdes: Serdes, store: ObjectStore, opera
     return WorkerSpec(
         name=operation,
         group_id=settings.topic(f"darkroom.{operation}"),
-        topic=settings.topic(step_topic(operation)),
+        topics=(settings.topic(step_topic(operation)),),
         decode=serdes.step.decode,
         handle=OperationStep(settings, serdes, store, op),
     )

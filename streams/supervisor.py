@@ -12,6 +12,7 @@ import signal
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import Protocol
 
 import structlog
 
@@ -21,33 +22,57 @@ from streams.worker import Worker, WorkerSpec
 _log = structlog.get_logger("darkroom.supervisor")
 
 
+class Service(Protocol):
+    """Anything the supervisor can run: a name, and a loop that returns once ``stop`` is set."""
+
+    name: str
+
+    def run(self, stop: threading.Event) -> None: ...
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
 class Supervisor:
-    def __init__(self, settings: Settings, specs: Sequence[WorkerSpec]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        specs: Sequence[WorkerSpec],
+        services: Sequence[Service] = (),
+        resources: Sequence[Closeable] = (),
+    ) -> None:
+        """``resources`` (database connections…) are closed once every service has stopped."""
         self.settings = settings
-        self.specs = list(specs)
+        self.services: list[Service] = [Worker(settings, spec) for spec in specs] + list(services)
+        self.resources = list(resources)
         self.stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def _keep_running(self, spec: WorkerSpec) -> None:
+    def _keep_running(self, service: Service) -> None:
         backoff = 1.0
         while not self.stop.is_set():
             try:
-                Worker(self.settings, spec).run(self.stop)
+                service.run(self.stop)
                 return
-            except Exception:  # keep the other workers alive; retry this one
-                _log.exception("worker crashed; restarting", worker=spec.name, backoff_s=backoff)
+            except Exception:  # keep the other services alive; retry this one
+                _log.exception("service crashed; restarting", service=service.name, backoff_s=backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
 
     def start(self) -> None:
-        for spec in self.specs:
-            thread = threading.Thread(target=self._keep_running, args=(spec,), name=f"worker-{spec.name}")
+        for service in self.services:
+            thread = threading.Thread(target=self._keep_running, args=(service,), name=service.name)
             thread.start()
             self._threads.append(thread)
 
     def join(self, timeout_s: float | None = None) -> None:
         for thread in self._threads:
             thread.join(timeout_s)
+        if not any(thread.is_alive() for thread in self._threads):
+            for resource in self.resources:
+                resource.close()
+            self.resources.clear()
 
     def run_until_signalled(self) -> None:
         """Block until SIGTERM or SIGINT, then stop every worker and wait for them."""

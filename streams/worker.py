@@ -29,6 +29,8 @@ Event = dict[str, Any]
 Decoder = Callable[[bytes | None, str], Event]
 Handler = Callable[[Event, Any], list[Record]]
 """Turns one decoded event into the records to produce; gets a bound structlog logger."""
+BatchWriter = Callable[[list[tuple["Received", Event]], Any], None]
+"""A sink: makes a whole batch of decoded events durable (one transaction) before returning."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,14 @@ class Received:
 
 @dataclass(frozen=True)
 class WorkerSpec:
+    """One consumer group: its topics, its decoder, and either a per-record handler or a sink."""
+
     name: str
     group_id: str
-    topic: str
+    topics: tuple[str, ...]
     decode: Decoder
-    handle: Handler
+    handle: Handler | None = None
+    write: BatchWriter | None = None
 
 
 def _positions(batch: list[Received], *, first: bool) -> list[TopicPartition]:
@@ -74,13 +79,14 @@ class Worker:
     def __init__(self, settings: Settings, spec: WorkerSpec) -> None:
         self.settings = settings
         self.spec = spec
-        self.log = structlog.get_logger("darkroom.worker").bind(worker=spec.name, group=spec.group_id, topic=spec.topic)
+        self.name = f"worker-{spec.name}"
+        self.log = structlog.get_logger("darkroom.worker").bind(worker=spec.name, group=spec.group_id)
 
     def run(self, stop: threading.Event) -> None:
         """Process records until ``stop`` is set; the batch in hand is always finished."""
         consumer = make_consumer(self.settings, self.spec.group_id)
         producer = make_producer(self.settings)
-        consumer.subscribe([self.spec.topic])
+        consumer.subscribe(list(self.spec.topics))
         self.log.info("worker started")
         try:
             while not stop.is_set():
@@ -88,7 +94,7 @@ class Worker:
                 if not batch:
                     continue
                 try:
-                    deliver(producer, [rec for msg in batch for rec in self._handle(msg)])
+                    deliver(producer, self._process(batch))
                 except BrokerUnavailable as exc:
                     # Not acknowledged: commit nothing; read the same records again later.
                     self.log.warning("output not delivered; will retry", error=exc.message)
@@ -123,17 +129,32 @@ class Worker:
                 batch.append(Received.of(msg))
         return batch
 
-    def _handle(self, msg: Received) -> list[Record]:
-        log = self.log.bind(partition=msg.partition, offset=msg.offset)
-        try:
-            event = self.spec.decode(msg.value, msg.topic)
-        except UndecodableEvent as exc:
-            log.warning("undecodable record sent to dead-letter topic", error=exc.message)
-            return [self._dead_letter(msg, exc)]
-        log = log.bind(image_id=event.get("image_id"), event_id=event.get("event_id"))
-        started = time.perf_counter()
-        records = self.spec.handle(event, log)
-        log.info("processed", ms=round((time.perf_counter() - started) * 1000, 1), emitted=[r.topic for r in records])
+    def _process(self, batch: list[Received]) -> list[Record]:
+        """Decode each record (dead-lettering what cannot be), then handle or sink them."""
+        records: list[Record] = []
+        decoded: list[tuple[Received, Event]] = []
+        for msg in batch:
+            log = self.log.bind(topic=msg.topic, partition=msg.partition, offset=msg.offset)
+            try:
+                event = self.spec.decode(msg.value, msg.topic)
+            except UndecodableEvent as exc:
+                log.warning("undecodable record sent to dead-letter topic", error=exc.message)
+                records.append(self._dead_letter(msg, exc))
+                continue
+            if self.spec.handle is None:
+                decoded.append((msg, event))
+                continue
+            log = log.bind(image_id=event.get("image_id"), event_id=event.get("event_id"))
+            started = time.perf_counter()
+            emitted = self.spec.handle(event, log)
+            log.info(
+                "processed", ms=round((time.perf_counter() - started) * 1000, 1), emitted=[r.topic for r in emitted]
+            )
+            records.extend(emitted)
+        if decoded and self.spec.write is not None:
+            started = time.perf_counter()
+            self.spec.write(decoded, self.log)
+            self.log.info("batch written", records=len(decoded), ms=round((time.perf_counter() - started) * 1000, 1))
         return records
 
     def _dead_letter(self, msg: Received, exc: UndecodableEvent) -> Record:

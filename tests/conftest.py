@@ -13,6 +13,7 @@ import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,28 @@ def settings(stack_settings: Settings) -> Settings:
 @pytest.fixture
 def store(settings: Settings) -> ObjectStore:
     return ObjectStore(settings)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty database on the machine's PostgreSQL (or DARKROOM_TEST_POSTGRES_URL's server)."""
+    import psycopg
+
+    admin_url = os.environ.get("DARKROOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"darkroom_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each result-store test runs on PostgreSQL and on SQLite (the embedded default)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'results.sqlite3'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
