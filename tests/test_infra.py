@@ -22,9 +22,8 @@ def compose() -> dict[str, Any]:
 
 def test_the_stack_has_every_service_the_product_needs() -> None:
     services = compose()["services"]
-    assert {"kafka", "schema-registry", "minio", "minio-init", "postgres", "worker-ingest", "worker-thumbnail"} <= set(
-        services
-    )
+    expected = {"kafka", "schema-registry", "minio", "minio-init", "postgres", "worker-ingest", "worker-thumbnail"}
+    assert expected | {"worker-results", "worker-webhooks"} <= set(services)
     kafka = services["kafka"]["environment"]
     assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
     assert "zookeeper" not in services
@@ -46,8 +45,9 @@ def test_worker_settings_are_real_darkroom_settings_and_secrets_come_from_the_en
         env = service["environment"]
         assert set(env) <= known, set(env) - known
         assert env["DARKROOM_BUCKET"] == "darkroom"
-        for secret in ("DARKROOM_S3_ACCESS_KEY", "DARKROOM_S3_SECRET_KEY"):
+        for secret in ("DARKROOM_S3_ACCESS_KEY", "DARKROOM_S3_SECRET_KEY", "DARKROOM_WEBHOOK_SECRETS"):
             assert re.fullmatch(r"\$\{[A-Z_]+:\?.+\}", env[secret]), f"{secret} must come from the environment"
+        assert "${POSTGRES_PASSWORD:?" in env["DARKROOM_DATABASE_URL"]
         assert service["command"][0] == "worker"
 
 

@@ -9,12 +9,15 @@ an implementation independent of darkroom's signing code.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -237,6 +240,21 @@ def test_results_and_webhooks_survive_a_dispatcher_sigkill_and_a_replay(
             third.stop()
         assert snapshot(db) == (results, deliveries)
         assert len(receiver.requests) == requests_before
+
+        # `darkroom status` shows the stored result with working download links.
+        shown = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "status", subs[0].image_id, "--json"],
+            env={**os.environ, **settings.to_env()},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shown.returncode == 0, shown.stderr
+        status = json.loads(shown.stdout)
+        assert status["status"] == "completed" and len(status["webhooks"]) == 2
+        (output,) = status["outputs"]
+        with urllib.request.urlopen(output["url"], timeout=10) as response:
+            assert hashlib.sha256(response.read()).hexdigest() == output["sha256"]
     finally:
         if first.proc.poll() is None:
             first.kill()
