@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 
@@ -28,34 +27,9 @@ from processors.image import (
     to_srgb,
 )
 from processors.operation import Limits
+from tests.processors.pixels import level, pixel, reopen, save
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
-
-
-def save(img: Image.Image, fmt: str, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    img.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def pixel(img: Image.Image, x: int, y: int) -> tuple[int, ...]:
-    """``getpixel`` for multi-band images, typed."""
-    value = img.getpixel((x, y))
-    assert isinstance(value, tuple)
-    return value
-
-
-def level(img: Image.Image, x: int, y: int) -> int:
-    """``getpixel`` for single-band images, typed."""
-    value = img.getpixel((x, y))
-    assert isinstance(value, int)
-    return value
-
-
-def reopen(data: bytes) -> Image.Image:
-    img = Image.open(io.BytesIO(data))
-    img.load()
-    return img
 
 
 def png_header_only(width: int, height: int) -> bytes:

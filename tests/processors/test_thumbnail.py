@@ -12,34 +12,9 @@ from PIL import ExifTags, Image, ImageOps
 from processors import errors, get_operation
 from processors.operation import Limits, Rendition
 from processors.thumbnail import THUMBNAIL, Box, ThumbnailParams
+from tests.processors.pixels import level, pixel, reopen, save
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
-
-
-def save(img: Image.Image, fmt: str, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    img.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def pixel(img: Image.Image, x: int, y: int) -> tuple[int, ...]:
-    """``getpixel`` for multi-band images, typed."""
-    value = img.getpixel((x, y))
-    assert isinstance(value, tuple)
-    return value
-
-
-def level(img: Image.Image, x: int, y: int) -> int:
-    """``getpixel`` for single-band images, typed."""
-    value = img.getpixel((x, y))
-    assert isinstance(value, int)
-    return value
-
-
-def reopen(rendition: Rendition) -> Image.Image:
-    img = Image.open(io.BytesIO(rendition.data))
-    img.load()
-    return img
 
 
 def thumbnails(data: bytes, limits: Limits | None = None, **params: str) -> list[Rendition]:
