@@ -101,7 +101,10 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
             for r in rows:
                 print(f"submitted {r['image_id']} (event {r['event_id']}) s3://{settings.bucket}/{r['key']}")
         return 0
-    finals = client.wait(subs, timeout_s=args.timeout)
+    from streams.progress import wait_with_progress
+
+    labels = {s.image_id: p.name for s, p in zip(subs, paths, strict=True)}
+    finals = wait_with_progress(client, subs, labels, timeout_s=args.timeout, show=sys.stderr.isatty())
     rows = [summarize(s, finals.get(s.image_id)) for s in subs]
     if args.json:
         _print_json({"images": rows})

@@ -8,18 +8,19 @@ terminal shows only the progress and the result.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from processors import AVAILABLE_OPERATIONS
-from streams.client import Client, FinalEvent, Submission, summarize
+from streams.client import Client, summarize
 from streams.config import Settings
 from streams.logs import configure_logging
+from streams.progress import wait_with_progress
 from streams.samples import sample_set
 from streams.stack import Stack
 from streams.steps import worker_specs
@@ -30,7 +31,6 @@ PIPELINE = "web"
 
 
 def run_demo(settings: Settings, *, as_json: bool, keep_stack: bool, timeout_s: float) -> int:
-    err = Console(stderr=True)
     started = time.perf_counter()
     stack = Stack(settings)
     was_running = {s.name for s in stack.status() if s.running}
@@ -44,34 +44,20 @@ def run_demo(settings: Settings, *, as_json: bool, keep_stack: bool, timeout_s: 
         ensure_topics(settings)
         supervisor = Supervisor(settings, worker_specs(settings, ["ingest", *AVAILABLE_OPERATIONS]))
         supervisor.start()
-        client = Client(settings)
         samples = sample_set()
-        subs: list[Submission] = []
-        for sample in samples:
-            subs.append(client.submit(sample.data, sample.filename, PIPELINE, content_type=sample.content_type))
-        client.close()
-        names = {s.image_id: sample.filename for s, sample in zip(subs, samples, strict=True)}
-        with Progress(
-            TextColumn("[bold]processing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}"),
-            console=err,
-            disable=as_json,
-        ) as progress:
-            task = progress.add_task("", total=len(subs))
-
-            def on_final(sub: Submission, final: FinalEvent) -> None:
-                progress.update(task, advance=1, description=f"{names[sub.image_id]} {final.status}")
-
-            finals = client.wait(subs, timeout_s=timeout_s, on_final=on_final)
+        with Client(settings) as client:
+            subs = [client.submit(s.data, s.filename, PIPELINE, content_type=s.content_type) for s in samples]
+            names = {sub.image_id: sample.filename for sub, sample in zip(subs, samples, strict=True)}
+            finals = wait_with_progress(client, subs, names, timeout_s=timeout_s, show=not as_json)
     finally:
         if supervisor is not None:
             supervisor.stop.set()
             supervisor.join()
         log_file.close()
         if not keep_stack and not was_running:
+            # Kafka clients caught in reference cycles would outlive the broker and print
+            # librdkafka reconnect errors over the summary: collect them first.
+            gc.collect()
             stack.down()  # stops only what this demo started; nothing if all is external
     rows = []
     for sub, sample in zip(subs, samples, strict=True):
