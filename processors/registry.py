@@ -1,17 +1,19 @@
 """Operation lookup by name.
 
-``enhance`` and ``upscale`` are part of the product's contract but not built yet: they
-are known names that fail with ``operation_unavailable`` instead of pretending to work.
+``_PLANNED`` holds names that are part of the product's contract but not built yet: they
+fail with ``operation_unavailable`` instead of pretending to work.
 """
 
 from __future__ import annotations
 
+from processors.enhance import ENHANCE
 from processors.errors import OperationUnavailable, UnknownOperation
 from processors.operation import Operation
 from processors.thumbnail import THUMBNAIL
+from processors.upscale import UPSCALE
 
-_AVAILABLE: dict[str, Operation] = {THUMBNAIL.name: THUMBNAIL}
-_PLANNED = frozenset({"enhance", "upscale"})
+_AVAILABLE: dict[str, Operation] = {ENHANCE.name: ENHANCE, THUMBNAIL.name: THUMBNAIL, UPSCALE.name: UPSCALE}
+_PLANNED: frozenset[str] = frozenset()
 KNOWN_OPERATIONS = tuple(sorted(set(_AVAILABLE) | _PLANNED))
 AVAILABLE_OPERATIONS = tuple(sorted(_AVAILABLE))
 

@@ -27,7 +27,7 @@ from streams.steps import worker_specs
 from streams.supervisor import Supervisor
 from streams.topics import ensure_topics
 
-PIPELINE = "web"
+PIPELINE = "enhance,thumbnail:sizes=256+1024,format=webp,quality=80"
 
 
 def run_demo(settings: Settings, *, as_json: bool, keep_stack: bool, timeout_s: float) -> int:

@@ -29,7 +29,7 @@ def test_validation_names_the_failing_step() -> None:
         validate(parse_spec("thumbnail,sharpen:amount=3"))
     assert info.value.step_index == 1  # type: ignore[attr-defined]
     with pytest.raises(OperationUnavailable):
-        validate(parse_spec("enhance"))
+        validate(parse_spec("upscale"))
     with pytest.raises(InvalidParameters):
         validate(parse_spec("thumbnail:bogus=1"))
 

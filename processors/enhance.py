@@ -1,0 +1,906 @@
+"""enhance: automatic photo correction decided from measurements of the image itself.
+
+The recipe is ``_STEPS``: decode → orient → metadata → colour → split alpha → measure →
+plan tone → plan detail → render → join alpha → encode. Every step is a small function
+over one ``_Context``; nothing about an image outlives its run, and every decision is a
+pure function of the pixels, so the same input and params always give the same bytes.
+
+Tone (white balance, exposure, contrast) becomes one 256-entry curve per channel; white
+balance and exposure act in linear light, where a colour cast and an exposure error
+happen, contrast in sRGB, like a levels tool. The decisions come from a downsampled copy
+(gray-edge illuminant, log-average luminance, median tone), from half-resolution
+histograms (clipping, black and white points) and from the noise level measured in
+full-resolution tiles. Detail (denoise and sharpen) works on a fine band, ``image -
+low_pass(image)``, cored against that noise level: noise-sized swings are removed,
+larger ones (edges) kept, and the kept detail can be boosted up to a cap that prevents
+halos. All full-size work is 8-bit Pillow operations done a strip at a time, in place:
+a 12-megapixel photo takes well under a second on one core, and the peak memory is
+about two decoded images, the JPEG encoder's own buffers included.
+
+Every automatic correction has a dead zone and a cap: a well-exposed, neutral, clean
+photo gets no correction at all, and a scene that is only *probably* wrong (a sunset,
+a night shot, a cat that really is orange) is corrected partly rather than flattened to
+gray. The amounts are reported rounded as they were applied, so passing them back as
+params reproduces the output exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image, ImageChops
+
+from processors.errors import InvalidParameters
+from processors.image import FORMATS, JPEG, OutputFormat, decode, encode, orient, output_exif, to_srgb
+from processors.operation import Limits, Rendition, StepResult
+
+Switch = Literal["auto", "off"]
+Amount = float | Switch
+Gains = tuple[float, float, float]
+Sigmas = tuple[float, float]
+"""Luma and chroma noise σ in 8-bit levels."""
+
+_LUMA = np.array([0.2126, 0.7152, 0.0722])
+"""Rec. 709 / sRGB luminance weights, for linear-light measurements."""
+
+STATS_SIDE = 512
+"""Longest side of the downsampled copy that global statistics are taken from."""
+
+MIN_PIXELS = 64
+"""Fewer measurable pixels than this (tiny or nearly transparent images): no automatic correction."""
+
+# White balance: the illuminant is estimated by gray-edge (the Minkowski-6 mean of each
+# channel's gradients is achromatic in most scenes; better than gray-world on photos of
+# coloured things). On real neutral photos its log-chroma error reaches ~0.1 along the
+# warm-cool (blackbody) axis and ~0.35 along green-magenta, where real light sources
+# rarely stray; that much is treated as the scene's own colour (dead zone), the rest is
+# corrected, capped.
+WB_DEAD_ZONES = (0.1, 0.4)
+WB_CAPS = (0.7, 0.3)
+
+# Exposure, brightening: towards a log-average luminance of 0.18 (middle gray) past a
+# dead zone, but never further than the highlights allow (the 99.9th percentile may reach
+# 0.95 linear), so a night scene whose lights already reach white is left alone.
+KEY_TARGET = 0.18
+KEY_DEAD_ZONE_EV = 0.5
+HEADROOM_TARGET = 0.95
+HIGHLIGHT_QUANTILE = 0.999
+SHOULDER_KNEE = 0.9
+"""Linear level above which brightened highlights roll off into white instead of clipping."""
+# Exposure, darkening: when the median tone sits above 0.48 (sRGB) and highlights are
+# blown, the image is darkened by the gain that brings the median back to 0.48, in full
+# once 5% of the pixels are blown; above ``DARKEN_KNEE`` (linear) the curve bends up to
+# keep white white. A white background (a quarter of the image or more pure white) is
+# left out of the median: the product on it is what is judged.
+BRIGHT_MEDIAN = 0.48
+BLOWN = 254
+BLOWN_EVIDENCE = 0.05
+WHITE = 252
+"""8-bit level from which a pixel whose every channel is this bright counts as pure white."""
+WHITE_BACKGROUND = 0.25
+DARKEN_KNEE = 0.4
+MAX_EV = 3.0
+
+# Contrast: a levels stretch of the 0.1%-99.9% range towards 0-1. A range that already
+# spans more than e^-0.2 ≈ 82% is left alone; below that it is stretched by the shortfall.
+LEVELS_QUANTILE = 0.001
+CONTRAST_DEAD_ZONE = 0.2
+MAX_CONTRAST = 2.0
+FLAT_SPREAD = 0.1
+"""Tones spanning less than this are a flat subject (a wall, a sky), not a washed-out photo: not stretched."""
+NOISE_TAIL = 1.5
+"""How far, in luma noise σ, noise pushes the extreme quantiles of the half-size histograms out."""
+
+# Saturation: only a dull image (90th percentile of chroma below 0.2) with some colour in
+# it (above 0.1; a near-gray scene stays gray) is boosted, by at most 20%.
+DULL_CHROMA = 0.2
+GRAY_CHROMA = 0.1
+MAX_SATURATION = 1.2
+
+# Detail: noise is measured in 64-pixel tiles at full resolution (a downsampled copy
+# averages it away), from the flattest quarter of their 16-pixel blocks.
+TILE = 64
+TILES = 8
+BLOCK = 16
+NOISE_QUANTILE = 25
+NOISE_FLOOR = 1.5
+"""Luma noise σ (8-bit levels) below which denoising is skipped: invisible, and removing it costs detail."""
+LUMA_CORING = 3.0
+CHROMA_CORING = 6.0
+"""Coring thresholds in multiples of the measured σ: fine-band swings near them are noise."""
+CHROMA_SCALE = 4
+"""Chroma is cored against a 4-pixel low-pass (luma: 2): colour noise is coarse and the eye forgives soft colour."""
+STRIP = 256
+STRIP_MARGIN = 16
+"""Rows worked on at a time, and rows of context on each side (multiples of the 4-pixel low-pass)."""
+HALO_LIMIT = 12.0
+"""Largest change, in 8-bit levels, that sharpening may make to a pixel: no bright or dark rims."""
+SHARPEN_TARGET = 0.9
+MAX_AUTO_SHARPEN = 0.6
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnhanceParams:
+    """Parsed ``enhance`` parameters; see ``Enhance.parse_params`` for their spelling.
+
+    Each correction is ``"auto"`` (decided from the image, scaled by ``strength``),
+    ``"off"``, or an explicit amount applied as given. Amounts use the units and the
+    precision the completion event reports, so an automatic result can be reproduced
+    exactly, or adjusted, by passing the reported amounts back.
+    """
+
+    strength: float = 1.0
+    exposure: Amount = "auto"
+    contrast: Amount = "auto"
+    white_balance: Gains | Switch = "auto"
+    saturation: Amount = "auto"
+    denoise: Sigmas | Switch = "auto"
+    sharpen: Amount = "auto"
+    format: OutputFormat = JPEG
+    quality: int = 90
+    strip: bool = True
+
+
+_NUMBER = re.compile(r"[+-]?(?:[0-9]{1,3}(?:\.[0-9]{1,3})?|\.[0-9]{1,3})", re.ASCII)
+
+
+def _invalid(key: str, value: str, expected: str) -> InvalidParameters:
+    return InvalidParameters(f"enhance: invalid {key}={value!r}: expected {expected}")
+
+
+def _number(key: str, value: str, low: float, high: float, expected: str) -> float:
+    if not _NUMBER.fullmatch(value) or not low <= float(value) <= high:
+        raise _invalid(key, value, expected)
+    return float(value) + 0.0  # -0 → 0
+
+
+def _switch(value: str) -> Switch | None:
+    return "auto" if value == "auto" else "off" if value == "off" else None
+
+
+def _amount(low: float, high: float, unit: str) -> Callable[[str, str], Amount]:
+    def parse(key: str, value: str) -> Amount:
+        switch = _switch(value)
+        return switch if switch else _number(key, value, low, high, f"auto, off or {unit} {low:g}..{high:g}")
+
+    return parse
+
+
+def _parse_gains(key: str, value: str) -> Gains | Switch:
+    switch = _switch(value)
+    if switch:
+        return switch
+    expected = "auto, off or three linear gains R+G+B, each 0.25..4"
+    parts = value.split("+")
+    if len(parts) != 3:
+        raise _invalid(key, value, expected)
+    r, g, b = (_number(key, part, 0.25, 4.0, expected) for part in parts)
+    return (r, g, b)
+
+
+def _parse_sigmas(key: str, value: str) -> Sigmas | Switch:
+    switch = _switch(value)
+    if switch:
+        return switch
+    expected = "auto, off, a noise sigma 0..50 (8-bit levels) or luma+chroma sigmas"
+    parts = value.split("+")
+    if len(parts) > 2:
+        raise _invalid(key, value, expected)
+    sigmas = [_number(key, part, 0.0, 50.0, expected) for part in parts]
+    return (sigmas[0], sigmas[-1])
+
+
+def _parse_strength(key: str, value: str) -> float:
+    return _number(key, value, 0.0, 1.0, "a number 0..1")
+
+
+def _parse_format(key: str, value: str) -> OutputFormat:
+    fmt = FORMATS.get(value)
+    if fmt is None:
+        raise _invalid(key, value, "jpeg, jpg, webp, avif or png")
+    return fmt
+
+
+def _parse_quality(key: str, value: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,3}", value, re.ASCII) or not 1 <= int(value) <= 100:
+        raise _invalid(key, value, "an integer 1..100")
+    return int(value)
+
+
+def _parse_bool(key: str, value: str) -> bool:
+    if value not in ("true", "false"):
+        raise _invalid(key, value, "true or false")
+    return value == "true"
+
+
+_PARSERS: Mapping[str, Callable[[str, str], Any]] = {
+    "contrast": _amount(0.25, 4.0, "a levels slope"),
+    "denoise": _parse_sigmas,
+    "exposure": _amount(-MAX_EV, MAX_EV, "EV"),
+    "format": _parse_format,
+    "quality": _parse_quality,
+    "saturation": _amount(0.0, 3.0, "a factor"),
+    "sharpen": _amount(0.0, 3.0, "an amount"),
+    "strength": _parse_strength,
+    "strip": _parse_bool,
+    "white_balance": _parse_gains,
+}
+
+
+def _spell(value: float | str | tuple[float, ...]) -> str:
+    if isinstance(value, tuple):
+        return "+".join(_spell(v) for v in value)
+    return value if isinstance(value, str) else f"{value:g}"
+
+
+# --- colour math on small arrays --------------------------------------------------------
+
+
+def _to_linear(v: np.ndarray) -> np.ndarray:
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def _linear(v: float) -> float:
+    return float(_to_linear(np.array(v)))
+
+
+def _to_srgb(lin: np.ndarray) -> np.ndarray:
+    lin = np.clip(lin, 0.0, 1.0)
+    return np.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin ** (1 / 2.4) - 0.055)
+
+
+_LEVELS = np.arange(256) / 255.0
+_LINEAR_LEVELS = _to_linear(_LEVELS)
+
+
+def _quantile(hist: np.ndarray, q: float) -> float:
+    """The level (0..1) below which a fraction ``q`` of a 256-bin histogram lies."""
+    cumulative = np.cumsum(hist)
+    return float(np.searchsorted(cumulative, q * cumulative[-1])) / 255.0
+
+
+def _remap(hists: np.ndarray, luts: np.ndarray) -> np.ndarray:
+    """Per-channel histograms of an image after ``luts`` (8-bit tables), without touching it."""
+    return np.stack([np.bincount(lut, weights=h, minlength=256) for h, lut in zip(hists, luts, strict=True)])
+
+
+def _to_table(curve: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(curve, 0.0, 1.0) * 255.0).astype(np.intp)
+
+
+@dataclass(frozen=True)
+class _Tone:
+    """The global correction: linear-light gains and exposure, then a levels map in sRGB.
+
+    ``ev`` > 0 is a gain whose highlights roll off into white; ``ev`` < 0 is a gain
+    whose highlights bend back up to white. Input white stays white in every channel,
+    since a clipped highlight's true colour is unknown. The levels map scales by
+    ``slope`` around ``pivot`` (sRGB 0..1).
+    """
+
+    gains: Gains = (1.0, 1.0, 1.0)
+    ev: float = 0.0
+    pivot: float = 0.5
+    slope: float = 1.0
+
+    def curves(self, bands: int) -> np.ndarray:
+        """One curve per band, 0..1 over the 256 input levels."""
+        gains = self.gains[:bands]
+        scale = 2.0 ** max(self.ev, 0.0)
+        out = []
+        for gain in gains:
+            lin = _shoulder(_LINEAR_LEVELS * gain * scale, max(gains) * scale)
+            if self.ev < 0:
+                lin = _darken(lin, 2.0**self.ev)
+            srgb = _to_srgb(lin)
+            srgb += (1.0 - srgb[-1]) * _WHITE_BLEND
+            out.append(self.pivot + (srgb - self.pivot) * self.slope)
+        return np.stack(out)
+
+    def tables(self, bands: int) -> np.ndarray:
+        return _to_table(self.curves(bands))
+
+
+_WHITE_BLEND = np.clip((_LEVELS - 0.85) / 0.15, 0.0, 1.0) ** 2
+"""How much of the way to white each input level is pulled when a channel's gain would leave white short of it."""
+
+
+def _darken(lin: np.ndarray, gain: float) -> np.ndarray:
+    """``gain`` < 1 below ``DARKEN_KNEE``; above it a quadratic lift that meets 1.0 at 1.0."""
+    lift = (np.clip(lin - DARKEN_KNEE, 0.0, None) / (1.0 - DARKEN_KNEE)) ** 2
+    return gain * lin + (1.0 - gain) * lift
+
+
+def _shoulder(lin: np.ndarray, top: float) -> np.ndarray:
+    """Roll values above ``SHOULDER_KNEE`` off so that ``top`` lands on 1.0, slope 1 at the knee."""
+    if top <= 1.0:
+        return lin
+    excess = np.maximum(lin - SHOULDER_KNEE, 0.0)
+    rate = 1.0 / (1.0 - SHOULDER_KNEE) - 1.0 / (top - SHOULDER_KNEE)
+    return np.where(lin > SHOULDER_KNEE, SHOULDER_KNEE + excess / (1.0 + excess * rate), lin)
+
+
+# --- measurements --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Stats:
+    """What the tone decisions are made from, taken once from the upright sRGB image.
+
+    ``small`` is the image box-downsampled to at most ``STATS_SIDE`` (8-bit, H×W×bands)
+    and ``valid`` marks its pixels that are mostly opaque; ``hists`` are per-band
+    histograms of the opaque pixels at half resolution, ``count`` how many pixels they
+    hold; ``noise`` is the luma noise σ (8-bit levels) measured at full resolution.
+    """
+
+    small: np.ndarray
+    valid: np.ndarray
+    hists: np.ndarray
+    count: int
+    noise: float
+
+
+def _measure_image(img: Image.Image, alpha: Image.Image | None, tiles: list[tuple[int, int, int, int]]) -> _Stats:
+    factor = max(1, math.ceil(max(img.size) / STATS_SIDE))
+    small = np.asarray(img.reduce(factor))
+    if small.ndim == 2:
+        small = small[:, :, None]
+    bands = small.shape[2]
+    half = img.reduce(2)  # halves the noise that would widen the extremes, keeps all but 1-pixel highlights
+    if alpha is None:
+        valid = np.ones(small.shape[:2], dtype=bool)
+        hists = np.asarray(half.histogram(), dtype=np.float64).reshape(bands, 256)
+    else:
+        valid = np.asarray(alpha.reduce(factor)) >= 128
+        mask = alpha.reduce(2).point(lambda a: 255 if a >= 128 else 0)
+        hists = np.asarray(half.histogram(mask), dtype=np.float64).reshape(bands, 256)
+    noise = _noise([img.crop(box) for box in tiles])[0]
+    return _Stats(small=small, valid=valid, hists=hists, count=int(hists[0].sum()), noise=noise)
+
+
+def _channel_max(a: np.ndarray) -> np.ndarray:
+    """``a.max(axis=2)``, written out: numpy reduces a short last axis slowly."""
+    out = a[:, :, 0]
+    for c in range(1, a.shape[2]):
+        out = np.maximum(out, a[:, :, c])
+    return out
+
+
+def _channel_min(a: np.ndarray) -> np.ndarray:
+    out = a[:, :, 0]
+    for c in range(1, a.shape[2]):
+        out = np.minimum(out, a[:, :, c])
+    return out
+
+
+def _toned(stats: _Stats, tone: _Tone) -> np.ndarray:
+    """The downsampled copy after ``tone``, sRGB 0..1: what the next decision looks at."""
+    curves = tone.curves(stats.small.shape[2])
+    return np.stack([curve[stats.small[:, :, c]] for c, curve in enumerate(curves)], axis=2)
+
+
+def _halve(a: np.ndarray) -> np.ndarray:
+    """2×2 block means (odd edges dropped)."""
+    h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+    return (a[0:h:2, 0:w:2] + a[1:h:2, 0:w:2] + a[0:h:2, 1:w:2] + a[1:h:2, 1:w:2]) / 4
+
+
+def _gray_edge(lin: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
+    """The illuminant as (log R/G, log B/G), from the Minkowski-6 norm of each channel's edges.
+
+    Clipped pixels are kept: leaving them out makes the estimate jump when a cast pushes
+    a highlight into clipping, while keeping them costs little.
+    """
+    both = valid[:-1, :-1] & valid[1:, :-1] & valid[:-1, 1:]
+    if both.sum() < MIN_PIXELS:
+        return None
+    gx = np.diff(lin, axis=1)[:-1]
+    gy = np.diff(lin, axis=0)[:, :-1]
+    squared = (gx * gx + gy * gy)[both]
+    norm = np.mean(squared * squared * squared, axis=0) ** (1 / 6)
+    if norm.min() <= 0.0:
+        return None
+    return np.log(norm[[0, 2]] / norm[1])
+
+
+def _auto_gains(stats: _Stats, strength: float) -> Gains:
+    """Gains that take the part of the estimated cast beyond the dead zones out, keeping gray's brightness."""
+    lin, valid = _LINEAR_LEVELS.astype(np.float32)[stats.small], stats.valid
+    if stats.noise >= NOISE_FLOOR:
+        # Noise edges would outweigh real ones, and most in the brightest channel: smooth first.
+        lin, valid = _halve(lin), _halve(valid.astype(np.float32)) == 1.0
+    cast = _gray_edge(lin, valid)
+    if cast is None:
+        return (1.0, 1.0, 1.0)
+    log_r, log_b = cast
+    axes = ((log_r - log_b) / math.sqrt(2), (log_r + log_b) / math.sqrt(2))  # warm-cool, magenta-green
+    warm, magenta = (
+        math.copysign(min(max(abs(a) - zone, 0.0), cap), a) * strength
+        for a, zone, cap in zip(axes, WB_DEAD_ZONES, WB_CAPS, strict=True)
+    )
+    r, b = math.exp(-(warm + magenta) / math.sqrt(2)), math.exp(-(magenta - warm) / math.sqrt(2))
+    neutral = float(_LUMA @ np.array([r, 1.0, b]))
+    return (round(r / neutral, 2), round(1.0 / neutral, 2), round(b / neutral, 2))
+
+
+def _auto_ev(stats: _Stats, gains: Gains, strength: float) -> float:
+    """Brighten towards middle gray within the highlight headroom, or darken blown-out midtones."""
+    bands = stats.small.shape[2]
+    lin = _LINEAR_LEVELS[stats.small] * np.array(gains)[:bands]
+    lum = (lin @ _LUMA if bands == 3 else lin[:, :, 0])[stats.valid]
+    key = float(np.exp(np.mean(np.log(lum + 0.001))))
+    top = _extremes(stats, _Tone(gains=gains), 1.0 - HIGHLIGHT_QUANTILE)[1]
+    headroom = math.log2(HEADROOM_TARGET / max(_linear(top), 1e-6))
+    brighten = min(math.log2(KEY_TARGET / key) - KEY_DEAD_ZONE_EV, headroom)
+    if brighten > 0:
+        return round(min(brighten, MAX_EV) * strength, 2)
+    hists = _remap(stats.hists, _Tone(gains=gains).tables(bands))
+    blown = max(float(h[BLOWN:].sum() / h.sum()) for h in hists)
+    srgb = _toned(stats, _Tone(gains=gains))
+    tone = (srgb @ _LUMA if bands == 3 else srgb[:, :, 0])[stats.valid]
+    white = _channel_min(srgb)[stats.valid] >= WHITE / 255.0
+    if white.mean() >= WHITE_BACKGROUND:
+        tone = tone[~white]
+    if tone.size < MIN_PIXELS:
+        return 0.0
+    median = float(np.median(tone))
+    if median <= BRIGHT_MEDIAN:
+        return 0.0
+    darken = math.log2(_linear(BRIGHT_MEDIAN) / _linear(median))
+    return round(max(darken, -MAX_EV) * min(blown / BLOWN_EVIDENCE, 1.0) * strength, 2) + 0.0
+
+
+def _extremes(stats: _Stats, tone: _Tone, quantile: float) -> tuple[float, float]:
+    """The darkest and brightest channel level (0..1) after ``tone``, at ``quantile`` from each end.
+
+    Noise widens a histogram: each end is first moved inwards by ``NOISE_TAIL`` × the
+    measured σ, so that a noisy image is not judged to have deeper blacks and brighter
+    whites than its content has.
+    """
+    tail = NOISE_TAIL * stats.noise / 255.0
+    curves = tone.curves(stats.hists.shape[0])
+    lows, highs = [], []
+    for hist, curve in zip(stats.hists, curves, strict=True):
+        low, high = _quantile(hist, quantile) + tail, _quantile(hist, 1.0 - quantile) - tail
+        if low > high:
+            low = high = (low + high) / 2
+        lows.append(float(np.interp(low, _LEVELS, curve)))
+        highs.append(float(np.interp(high, _LEVELS, curve)))
+    return min(lows), max(highs)
+
+
+def _levels(stats: _Stats, tone: _Tone, slope: float | None, strength: float) -> _Tone:
+    """Add the levels map: ``slope`` given, or decided from the measured range.
+
+    The pivot divides 0..1 as the measured black and white points divide their gaps to
+    the ends, so both ends move towards 0 and 1 in proportion and neither clips first.
+    """
+    black, white = _extremes(stats, tone, LEVELS_QUANTILE)
+    spread = white - black
+    if slope is None:
+        if spread < FLAT_SPREAD:
+            return tone
+        shortfall = max(-math.log(spread) - CONTRAST_DEAD_ZONE, 0.0)
+        slope = round(min(math.exp(shortfall * strength), MAX_CONTRAST), 2)
+    if slope == 1.0:
+        return tone
+    gaps = black + 1.0 - white
+    pivot = black / gaps if gaps > 0.0 else 0.5
+    return _Tone(tone.gains, tone.ev, pivot, slope)
+
+
+def _auto_saturation(stats: _Stats, tone: _Tone, strength: float) -> float:
+    if stats.small.shape[2] != 3:
+        return 1.0
+    toned = _toned(stats, tone)
+    chroma = (_channel_max(toned) - _channel_min(toned))[stats.valid]
+    p90 = float(np.percentile(chroma, 90))
+    if not GRAY_CHROMA < p90 < DULL_CHROMA:
+        return 1.0
+    return round(min(DULL_CHROMA / p90, MAX_SATURATION) ** strength, 2)
+
+
+def _tiles(size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """A fixed grid of up to ``TILES``² full-resolution boxes spread over the image."""
+    width, height = size
+    if width <= TILE * TILES and height <= TILE * TILES:
+        return [(0, 0, width, height)]
+    xs = np.linspace(0, max(width - TILE, 0), TILES).astype(int)
+    ys = np.linspace(0, max(height - TILE, 0), TILES).astype(int)
+    return [(int(x), int(y), int(x) + min(TILE, width), int(y) + min(TILE, height)) for y in ys for x in xs]
+
+
+def _block_sigmas(plane: np.ndarray) -> np.ndarray:
+    """Immerkær's noise σ per ``BLOCK``² block, skipping blocks near black or white (clipped)."""
+    p = plane.astype(np.float32)
+    if min(p.shape) < BLOCK + 2:
+        return np.empty(0)
+    lap = (
+        p[:-2, :-2] + p[:-2, 2:] + p[2:, :-2] + p[2:, 2:]
+        - 2 * (p[:-2, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:] + p[2:, 1:-1])
+        + 4 * p[1:-1, 1:-1]
+    )  # fmt: skip
+    rows, cols = lap.shape[0] // BLOCK, lap.shape[1] // BLOCK
+    shape = (rows, BLOCK, cols, BLOCK)
+    sigma = np.abs(lap[: rows * BLOCK, : cols * BLOCK]).reshape(shape).mean(axis=(1, 3))
+    sigma *= math.sqrt(math.pi / 2) / 6
+    mean = p[1 : 1 + rows * BLOCK, 1 : 1 + cols * BLOCK].reshape(shape).mean(axis=(1, 3))
+    return sigma[(mean > 8) & (mean < 247)].ravel()
+
+
+def _noise(tiles: list[Image.Image]) -> tuple[float, float]:
+    """Luma and chroma noise σ in 8-bit levels, from the flattest blocks of the tiles."""
+    luma: list[np.ndarray] = []
+    chroma: list[np.ndarray] = []
+    for tile in tiles:
+        if tile.mode == "L":
+            luma.append(_block_sigmas(np.asarray(tile)))
+            continue
+        y, cb, cr = (np.asarray(band) for band in tile.convert("YCbCr").split())
+        luma.append(_block_sigmas(y))
+        chroma.extend((_block_sigmas(cb), _block_sigmas(cr)))
+    return _low_quantile(luma), _low_quantile(chroma)
+
+
+def _low_quantile(sigmas: list[np.ndarray]) -> float:
+    values = np.concatenate(sigmas) if sigmas else np.empty(0)
+    return float(np.percentile(values, NOISE_QUANTILE)) if values.size else 0.0
+
+
+def _softness(tiles: list[Image.Image], sigma: float) -> float:
+    """How much of the fine detail a sharp photo would have is missing (0 = none).
+
+    Natural images have about as much energy in the finest octave as in the next one;
+    a soft one has less. The ratio is taken over the busiest blocks, after removing
+    the share of the fine band that the measured noise explains.
+    """
+    fine: list[float] = []
+    mid: list[float] = []
+    for tile in tiles:
+        y = tile.convert("L")
+        lp1 = _low_pass(y)
+        lp2 = _low_pass(lp1, 4)
+        f = np.asarray(y, dtype=np.float32) - np.asarray(lp1, dtype=np.float32)
+        m = np.asarray(lp1, dtype=np.float32) - np.asarray(lp2, dtype=np.float32)
+        fine.append(float(np.mean(f**2)))
+        mid.append(float(np.mean(m**2)))
+    order = np.argsort(mid)[len(mid) // 2 :]  # the busier half of the tiles
+    f2 = max(float(np.mean(np.take(fine, order))) - 0.8 * sigma**2, 0.0)
+    m2 = float(np.mean(np.take(mid, order)))
+    if m2 <= 1.0:
+        return 0.0
+    return max(SHARPEN_TARGET - math.sqrt(f2 / m2), 0.0)
+
+
+# --- detail filters ------------------------------------------------------------------
+
+
+def _low_pass(plane: Image.Image, factor: int = 2) -> Image.Image:
+    """Box-reduce then bilinear-enlarge: a cheap ~``factor``-pixel blur (Pillow, 8-bit)."""
+    return plane.reduce(factor).resize(plane.size, Image.Resampling.BILINEAR)
+
+
+def _correction_table(denoise: float, sharpen: float, amount: float) -> list[int]:
+    """What to subtract from a pixel, +128, for each fine-band value -128..127, +128.
+
+    A swing ``d`` keeps the Wiener-like share ``d²/(d²+t²)`` with ``t = denoise``:
+    noise-sized swings vanish, edges pass. Sharpening adds ``amount`` × the share that
+    passes ``t = sharpen`` (so noise is never boosted), capped at ``HALO_LIMIT`` so that
+    strong edges get no rims.
+    """
+    d = np.arange(-128, 128, dtype=np.float64)
+    kept = d**3 / (d * d + denoise * denoise) if denoise > 0 else d
+    boosted = d**3 / (d * d + sharpen * sharpen) if sharpen > 0 else d
+    boost = np.clip(boosted * amount, -HALO_LIMIT, HALO_LIMIT)
+    return [int(v) for v in np.rint(np.clip(d - kept - boost + 128, 0, 255))]
+
+
+def _core(plane: Image.Image, table: list[int], scale: int = 2) -> Image.Image:
+    """``plane`` minus the removed part of its band finer than ``scale`` (see ``_correction_table``)."""
+    band = ImageChops.subtract(plane, _low_pass(plane, scale), 1.0, 128)
+    return ImageChops.subtract(plane, band.point(table), 1.0, 128)
+
+
+@dataclass(frozen=True)
+class _Detail:
+    """What the detail step does: denoise σs (luma, chroma; 0 = none), sharpening amount,
+    and the measured luma σ below which swings are never sharpened (noise)."""
+
+    denoise: Sigmas
+    amount: float
+    noise: float
+
+
+def _tone_image(img: Image.Image, tone: _Tone, saturation: float) -> Image.Image:
+    """``img`` through the tone curves, then saturation (a blend with its own gray)."""
+    if tone != _Tone():
+        img = img.point([int(v) for v in tone.tables(len(img.getbands())).ravel()])
+    if saturation != 1.0:
+        img = Image.blend(img.convert("L").convert("RGB"), img, saturation)
+    return img
+
+
+def _detail_image(img: Image.Image, detail: _Detail) -> Image.Image:
+    """Core the luma (and sharpen it); core the chroma only when it is noisy itself."""
+    luma_sigma, chroma_sigma = detail.denoise
+    table = _correction_table(luma_sigma * LUMA_CORING, detail.noise * LUMA_CORING, detail.amount)
+    if img.mode == "L":
+        return _core(img, table)
+    if chroma_sigma > 0:
+        chroma = _correction_table(chroma_sigma * CHROMA_CORING, 0.0, 0.0)
+        y, cb, cr = img.convert("YCbCr").split()
+        cb, cr = _core(cb, chroma, CHROMA_SCALE), _core(cr, chroma, CHROMA_SCALE)
+        return Image.merge("YCbCr", (_core(y, table), cb, cr)).convert("RGB")
+    # The same change to R, G and B changes luma alone: no YCbCr round trip needed.
+    y = img.convert("L")
+    removed = ImageChops.subtract(y, _low_pass(y), 1.0, 128).point(table)
+    return ImageChops.subtract(img, Image.merge("RGB", (removed, removed, removed)), 1.0, 128)
+
+
+# --- the operation -------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    """What the steps of one run share. Made per input and never reused.
+
+    ``image`` is, in turn: the decoded first frame, upright, in sRGB working mode without
+    alpha (``RGB`` or ``L``), corrected in place by ``_render``, then with its alpha back;
+    ``alpha`` holds the split-off transparency (None when opaque). ``stats`` are the
+    measurements the tone is decided from; ``tone`` and ``saturation`` the global
+    correction (identity by default); ``tiles`` the full-resolution boxes noise is
+    measured in; ``detail`` is None when no detail work is needed. ``details`` is what
+    the completion event reports.
+    """
+
+    data: bytes
+    params: EnhanceParams
+    limits: Limits
+    image: Image.Image = field(init=False)
+    alpha: Image.Image | None = None
+    exif: bytes = b""
+    stats: _Stats = field(init=False)
+    tone: _Tone = field(default_factory=_Tone)
+    saturation: float = 1.0
+    tiles: list[tuple[int, int, int, int]] = field(default_factory=list)
+    detail: _Detail | None = None
+    details: dict[str, str] = field(default_factory=dict)
+    rendition: Rendition = field(init=False)
+
+
+def _decode(ctx: _Context) -> None:
+    ctx.image = decode(ctx.data, ctx.limits)
+
+
+def _orient(ctx: _Context) -> None:
+    ctx.image = orient(ctx.image)
+
+
+def _metadata(ctx: _Context) -> None:
+    if ctx.params.strip:
+        return
+    ctx.exif = output_exif(ctx.image)
+
+
+def _colour(ctx: _Context) -> None:
+    ctx.image = to_srgb(ctx.image)
+
+
+def _split_alpha(ctx: _Context) -> None:
+    """Transparency is set aside: corrections are for colour, measured on opaque pixels only."""
+    if ctx.image.mode != "RGBA":
+        return
+    ctx.alpha = ctx.image.getchannel("A")
+    ctx.image = ctx.image.convert("RGB")
+
+
+def _measure(ctx: _Context) -> None:
+    ctx.tiles = _tiles(ctx.image.size)
+    ctx.stats = _measure_image(ctx.image, ctx.alpha, ctx.tiles)
+
+
+def _plan_tone(ctx: _Context) -> None:
+    """Decide white balance, then exposure on the balanced image, then contrast on the
+    exposed one, then saturation: each measurement sees the corrections before it."""
+    p, stats, details = ctx.params, ctx.stats, ctx.details
+    colour = stats.small.shape[2] == 3
+    measurable = min(stats.count, int(stats.valid.sum())) >= MIN_PIXELS
+
+    gains: Gains = (1.0, 1.0, 1.0)
+    if not colour or p.white_balance == "off":
+        details["wb_gains"] = "off"
+    else:
+        if isinstance(p.white_balance, tuple):
+            gains = p.white_balance
+        elif measurable:
+            gains = _auto_gains(stats, p.strength)
+        details["wb_gains"] = "+".join(f"{g:.2f}" for g in gains)
+
+    ev = 0.0
+    if p.exposure == "off":
+        details["exposure_ev"] = "off"
+    else:
+        if isinstance(p.exposure, float):
+            ev = p.exposure
+        elif measurable:
+            ev = _auto_ev(stats, gains, p.strength)
+        details["exposure_ev"] = f"{ev:+.2f}"
+    tone = _Tone(gains=gains, ev=ev)
+
+    if p.contrast == "off":
+        details["contrast"] = "off"
+    else:
+        if isinstance(p.contrast, float) or measurable:
+            slope = p.contrast if isinstance(p.contrast, float) else None
+            tone = _levels(stats, tone, slope, p.strength)
+        details["contrast"] = f"{tone.slope:.2f}"
+    ctx.tone = tone
+
+    if not colour or p.saturation == "off":
+        details["saturation"] = "off"
+        return
+    if isinstance(p.saturation, float):
+        ctx.saturation = p.saturation
+    elif measurable:
+        ctx.saturation = _auto_saturation(stats, tone, p.strength)
+    details["saturation"] = f"{ctx.saturation:.2f}"
+
+
+def _plan_detail(ctx: _Context) -> None:
+    """Measure noise after the tone curve (which scales it) and decide denoise and sharpening."""
+    p, details = ctx.params, ctx.details
+    tiles = [_tone_image(ctx.image.crop(box), ctx.tone, ctx.saturation) for box in ctx.tiles]
+    luma, chroma = _noise(tiles)
+    details["noise_sigma_before"] = f"{luma:.1f}"
+    denoise: Sigmas = (0.0, 0.0)
+    if p.denoise == "off":
+        details["denoise"] = "off"
+    else:
+        if isinstance(p.denoise, tuple):
+            denoise = p.denoise
+        else:
+            denoise = (
+                round(luma * p.strength, 1) if luma >= NOISE_FLOOR else 0.0,
+                round(chroma * p.strength, 1) if chroma >= NOISE_FLOOR else 0.0,
+            )
+        details["denoise"] = "+".join(f"{sigma:.1f}" for sigma in denoise)
+    amount = 0.0
+    if p.sharpen == "off":
+        details["sharpen"] = "off"
+    else:
+        if isinstance(p.sharpen, float):
+            amount = p.sharpen
+        else:
+            amount = round(min(_softness(tiles, luma), MAX_AUTO_SHARPEN) * p.strength, 2)
+        details["sharpen"] = f"{amount:.2f}"
+    if any(denoise) or amount:
+        ctx.detail = _Detail(denoise=denoise, amount=amount, noise=luma)
+
+
+def _render(ctx: _Context) -> None:
+    """Tone and detail, a strip at a time, written back into ``ctx.image`` (this run's own).
+
+    Memory stays near one decoded image: temporaries are strip-sized. Each strip is
+    worked on with ``STRIP_MARGIN`` rows of its neighbours, so the low-passes see the
+    same surroundings as in one piece and no seam shows; the next strip is cut out
+    before this one is written back, so its margin is still the input.
+    """
+    img, tone, saturation, detail = ctx.image, ctx.tone, ctx.saturation, ctx.detail
+    if tone == _Tone() and saturation == 1.0 and detail is None:
+        ctx.details["noise_sigma_after"] = ctx.details["noise_sigma_before"]
+        return
+
+    def cut(top: int) -> tuple[int, Image.Image]:
+        upper = max(top - STRIP_MARGIN, 0)
+        return upper, img.crop((0, upper, img.width, min(top + STRIP + STRIP_MARGIN, img.height)))
+
+    upper, source = cut(0)
+    for top in range(0, img.height, STRIP):
+        piece = _tone_image(source, tone, saturation)
+        if detail is not None:
+            piece = _detail_image(piece, detail)
+        rows = min(STRIP, img.height - top)
+        offset = top - upper
+        if top + STRIP < img.height:
+            upper, source = cut(top + STRIP)
+        img.paste(piece.crop((0, offset, img.width, offset + rows)), (0, top))
+    ctx.details["noise_sigma_after"] = f"{_noise([img.crop(box) for box in ctx.tiles])[0]:.1f}"
+
+
+def _join_alpha(ctx: _Context) -> None:
+    if ctx.alpha is None:
+        return
+    img = ctx.image.convert("RGB")
+    img.putalpha(ctx.alpha)
+    ctx.image = img
+
+
+def _encode(ctx: _Context) -> None:
+    p, img = ctx.params, ctx.image
+    ctx.rendition = Rendition(
+        name="enhanced",
+        data=encode(img, p.format, quality=p.quality, exif=ctx.exif),
+        width=img.width,
+        height=img.height,
+        content_type=p.format.content_type,
+        extension=p.format.extension,
+    )
+
+
+_STEPS: tuple[Callable[[_Context], None], ...] = (
+    _decode,
+    _orient,
+    _metadata,
+    _colour,
+    _split_alpha,
+    _measure,
+    _plan_tone,
+    _plan_detail,
+    _render,
+    _join_alpha,
+    _encode,
+)
+
+
+class Enhance:
+    """The ``enhance`` operation (see ``processors.operation.Operation``)."""
+
+    name = "enhance"
+    version = "1"
+
+    def parse_params(self, raw: Mapping[str, str]) -> EnhanceParams:
+        """Parse the parameters; every one is optional.
+
+        ``strength`` (0..1, default 1) scales every automatic amount. Each correction is
+        ``auto`` (default), ``off``, or an explicit amount that is applied as given, in
+        the units the completion event reports:
+
+        - ``exposure``: EV, -3..3 (``+0.6``). Linear-light gain; brightening rolls the
+          highlights off into white, darkening bends them back up to white.
+        - ``contrast``: levels slope, 0.25..4 (1 = unchanged), around the pivot that
+          moves the measured black and white points towards 0 and 1 in proportion.
+        - ``white_balance``: linear-light gains ``R+G+B``, each 0.25..4 (``1.1+1+0.9``).
+        - ``saturation``: factor, 0..3 (1 = unchanged).
+        - ``denoise``: the noise σ to remove in 8-bit levels, 0..50, for luma and
+          chroma alike (``4``) or each (``4+2.5``).
+        - ``sharpen``: amount of fine detail added, 0..3 (0.5 = +50%); swings the size of
+          the measured noise are never boosted, and no pixel moves by more than 12 levels.
+
+        Output: ``format`` (jpeg, jpg, webp, avif, png; default jpeg), ``quality``
+        (1..100, default 90), ``strip`` (``true``/``false``: drop EXIF; default true).
+        """
+        unknown = sorted(set(raw) - set(_PARSERS))
+        if unknown:
+            names = ", ".join(repr(key) for key in unknown)
+            raise InvalidParameters(f"enhance: unknown parameter {names}; known: {', '.join(_PARSERS)}")
+        return EnhanceParams(**{key: _PARSERS[key](key, value) for key, value in raw.items()})
+
+    def canonical_params(self, params: EnhanceParams) -> dict[str, str]:
+        """Every parameter, defaults included, in one spelling (``jpg`` → ``jpeg``, ``+0.50`` → ``0.5``)."""
+        return {
+            "contrast": _spell(params.contrast),
+            "denoise": _spell(params.denoise),
+            "exposure": _spell(params.exposure),
+            "format": params.format.name,
+            "quality": str(params.quality),
+            "saturation": _spell(params.saturation),
+            "sharpen": _spell(params.sharpen),
+            "strength": _spell(params.strength),
+            "strip": str(params.strip).lower(),
+            "white_balance": _spell(params.white_balance),
+        }
+
+    def run(self, data: bytes, params: EnhanceParams, limits: Limits) -> StepResult:
+        """One rendition, ``enhanced``, the size of the upright input."""
+        ctx = _Context(data=data, params=params, limits=limits)
+        for step in _STEPS:
+            step(ctx)
+        return StepResult(renditions=[ctx.rendition], backend="pillow", details=ctx.details)
+
+
+ENHANCE = Enhance()
