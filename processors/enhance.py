@@ -27,16 +27,15 @@ params reproduces the output exactly.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageChops
 
-from processors.errors import InvalidParameters
-from processors.image import FORMATS, JPEG, OutputFormat, decode, encode, orient, output_exif, to_srgb
+from processors import params
+from processors.image import JPEG, OutputFormat, decode, encode, orient, output_exif, to_srgb
 from processors.operation import Limits, Rendition, StepResult
 
 Switch = Literal["auto", "off"]
@@ -146,88 +145,56 @@ class EnhanceParams:
     strip: bool = True
 
 
-_NUMBER = re.compile(r"[+-]?(?:[0-9]{1,3}(?:\.[0-9]{1,3})?|\.[0-9]{1,3})", re.ASCII)
-
-
-def _invalid(key: str, value: str, expected: str) -> InvalidParameters:
-    return InvalidParameters(f"enhance: invalid {key}={value!r}: expected {expected}")
-
-
-def _number(key: str, value: str, low: float, high: float, expected: str) -> float:
-    if not _NUMBER.fullmatch(value) or not low <= float(value) <= high:
-        raise _invalid(key, value, expected)
-    return float(value) + 0.0  # -0 → 0
-
-
 def _switch(value: str) -> Switch | None:
     return "auto" if value == "auto" else "off" if value == "off" else None
 
 
-def _amount(low: float, high: float, unit: str) -> Callable[[str, str], Amount]:
-    def parse(key: str, value: str) -> Amount:
+def _amount(low: float, high: float, unit: str) -> Callable[[str], Amount]:
+    def parse(value: str) -> Amount:
         switch = _switch(value)
-        return switch if switch else _number(key, value, low, high, f"auto, off or {unit} {low:g}..{high:g}")
+        return switch if switch else params.number(value, low, high, f"auto, off or {unit} {low:g}..{high:g}")
 
     return parse
 
 
-def _parse_gains(key: str, value: str) -> Gains | Switch:
+def _parse_gains(value: str) -> Gains | Switch:
     switch = _switch(value)
     if switch:
         return switch
     expected = "auto, off or three linear gains R+G+B, each 0.25..4"
     parts = value.split("+")
     if len(parts) != 3:
-        raise _invalid(key, value, expected)
-    r, g, b = (_number(key, part, 0.25, 4.0, expected) for part in parts)
+        raise ValueError(expected)
+    r, g, b = (params.number(part, 0.25, 4.0, expected) for part in parts)
     return (r, g, b)
 
 
-def _parse_sigmas(key: str, value: str) -> Sigmas | Switch:
+def _parse_sigmas(value: str) -> Sigmas | Switch:
     switch = _switch(value)
     if switch:
         return switch
     expected = "auto, off, a noise sigma 0..50 (8-bit levels) or luma+chroma sigmas"
     parts = value.split("+")
     if len(parts) > 2:
-        raise _invalid(key, value, expected)
-    sigmas = [_number(key, part, 0.0, 50.0, expected) for part in parts]
+        raise ValueError(expected)
+    sigmas = [params.number(part, 0.0, 50.0, expected) for part in parts]
     return (sigmas[0], sigmas[-1])
 
 
-def _parse_strength(key: str, value: str) -> float:
-    return _number(key, value, 0.0, 1.0, "a number 0..1")
+def _parse_strength(value: str) -> float:
+    return params.number(value, 0.0, 1.0, "a number 0..1")
 
 
-def _parse_format(key: str, value: str) -> OutputFormat:
-    fmt = FORMATS.get(value)
-    if fmt is None:
-        raise _invalid(key, value, "jpeg, jpg, webp, avif or png")
-    return fmt
-
-
-def _parse_quality(key: str, value: str) -> int:
-    if not re.fullmatch(r"[0-9]{1,3}", value, re.ASCII) or not 1 <= int(value) <= 100:
-        raise _invalid(key, value, "an integer 1..100")
-    return int(value)
-
-
-def _parse_bool(key: str, value: str) -> bool:
-    if value not in ("true", "false"):
-        raise _invalid(key, value, "true or false")
-    return value == "true"
-
-
-_PARSERS: Mapping[str, Callable[[str, str], Any]] = {
+_PARSERS: Mapping[str, params.Parser] = {
     "contrast": _amount(0.25, 4.0, "a levels slope"),
     "denoise": _parse_sigmas,
     "exposure": _amount(-MAX_EV, MAX_EV, "EV"),
-    "format": _parse_format,
-    "quality": _parse_quality,
+    "format": params.output_format,
+    "quality": params.quality,
     "saturation": _amount(0.0, 3.0, "a factor"),
     "sharpen": _amount(0.0, 3.0, "an amount"),
     "strength": _parse_strength,
-    "strip": _parse_bool,
+    "strip": params.boolean,
     "white_balance": _parse_gains,
 }
 
@@ -874,11 +841,7 @@ class Enhance:
         Output: ``format`` (jpeg, jpg, webp, avif, png; default jpeg), ``quality``
         (1..100, default 90), ``strip`` (``true``/``false``: drop EXIF; default true).
         """
-        unknown = sorted(set(raw) - set(_PARSERS))
-        if unknown:
-            names = ", ".join(repr(key) for key in unknown)
-            raise InvalidParameters(f"enhance: unknown parameter {names}; known: {', '.join(_PARSERS)}")
-        return EnhanceParams(**{key: _PARSERS[key](key, value) for key, value in raw.items()})
+        return EnhanceParams(**params.parse_fields("enhance", raw, _PARSERS))
 
     def canonical_params(self, params: EnhanceParams) -> dict[str, str]:
         """Every parameter, defaults included, in one spelling (``jpg`` → ``jpeg``, ``+0.50`` → ``0.5``)."""

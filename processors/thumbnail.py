@@ -15,13 +15,12 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from PIL import Image
 
-from processors.errors import InvalidParameters
+from processors import params
 from processors.image import (
-    FORMATS,
     JPEG,
     OutputFormat,
     display_size,
@@ -78,72 +77,49 @@ _SIZE = re.compile(r"([0-9]{1,5})(?:x([0-9]{1,5}))?", re.ASCII)
 _HEX_COLOUR = re.compile(r"[0-9a-fA-F]{6}", re.ASCII)
 
 
-def _invalid(key: str, value: str, expected: str) -> InvalidParameters:
-    return InvalidParameters(f"thumbnail: invalid {key}={value!r}: expected {expected}")
-
-
-def _parse_sizes(key: str, value: str) -> tuple[Box, ...]:
+def _parse_sizes(value: str) -> tuple[Box, ...]:
     expected = f"up to {MAX_SIZES} distinct sizes N or WxH joined by '+', each side 1..{MAX_SIDE}"
     boxes: list[Box] = []
     for item in value.split("+"):
         match = _SIZE.fullmatch(item)
         if match is None:
-            raise _invalid(key, value, expected)
+            raise ValueError(expected)
         width = int(match[1])
         height = int(match[2]) if match[2] is not None else width
         box = Box(width, height)
         if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE) or box in boxes:
-            raise _invalid(key, value, expected)
+            raise ValueError(expected)
         boxes.append(box)
     if len(boxes) > MAX_SIZES:
-        raise _invalid(key, value, expected)
+        raise ValueError(expected)
     return tuple(boxes)
 
 
 _FITS: Mapping[str, Fit] = {"contain": "contain", "cover": "cover"}
 
 
-def _parse_fit(key: str, value: str) -> Fit:
+def _parse_fit(value: str) -> Fit:
     fit = _FITS.get(value)
     if fit is None:
-        raise _invalid(key, value, "contain or cover")
+        raise ValueError("contain or cover")
     return fit
 
 
-def _parse_format(key: str, value: str) -> OutputFormat:
-    fmt = FORMATS.get(value)
-    if fmt is None:
-        raise _invalid(key, value, "jpeg, jpg, webp, avif or png")
-    return fmt
-
-
-def _parse_quality(key: str, value: str) -> int:
-    if not re.fullmatch(r"[0-9]{1,3}", value, re.ASCII) or not 1 <= int(value) <= 100:
-        raise _invalid(key, value, "an integer 1..100")
-    return int(value)
-
-
-def _parse_bool(key: str, value: str) -> bool:
-    if value not in ("true", "false"):
-        raise _invalid(key, value, "true or false")
-    return value == "true"
-
-
-def _parse_colour(key: str, value: str) -> tuple[int, int, int]:
+def _parse_colour(value: str) -> tuple[int, int, int]:
     if not _HEX_COLOUR.fullmatch(value):
-        raise _invalid(key, value, "six hex digits such as ffffff")
+        raise ValueError("six hex digits such as ffffff")
     rgb = bytes.fromhex(value)
     return (rgb[0], rgb[1], rgb[2])
 
 
-_PARSERS: Mapping[str, Callable[[str, str], Any]] = {
+_PARSERS: Mapping[str, params.Parser] = {
     "background": _parse_colour,
     "fit": _parse_fit,
-    "format": _parse_format,
-    "quality": _parse_quality,
+    "format": params.output_format,
+    "quality": params.quality,
     "sizes": _parse_sizes,
-    "strip": _parse_bool,
-    "upscale": _parse_bool,
+    "strip": params.boolean,
+    "upscale": params.boolean,
 }
 
 
@@ -279,11 +255,7 @@ class Thumbnail:
     def parse_params(self, raw: Mapping[str, str]) -> ThumbnailParams:
         """Parse ``sizes`` (``256+400x300``), ``fit``, ``format``, ``quality`` (1..100),
         ``strip`` and ``upscale`` (``true``/``false``) and ``background`` (``ffffff``)."""
-        unknown = sorted(set(raw) - set(_PARSERS))
-        if unknown:
-            names = ", ".join(repr(key) for key in unknown)
-            raise InvalidParameters(f"thumbnail: unknown parameter {names}; known: {', '.join(_PARSERS)}")
-        return ThumbnailParams(**{key: _PARSERS[key](key, value) for key, value in raw.items()})
+        return ThumbnailParams(**params.parse_fields("thumbnail", raw, _PARSERS))
 
     def canonical_params(self, params: ThumbnailParams) -> dict[str, str]:
         """Every parameter, defaults included, in one spelling (``jpg`` → ``jpeg``, ``256x256`` → ``256``)."""

@@ -1,0 +1,62 @@
+"""Step parameters: ``key=value`` strings into typed values, with one error style.
+
+Each operation declares a table ``{key: parser}``. A parser takes the raw string and
+returns the typed value, or raises ``ValueError`` saying what it expected; ``parse_fields``
+rejects unknown keys and turns a parser's ``ValueError`` into one ``InvalidParameters``
+that names the operation, the key, the value and the expectation. The options several
+operations share (output format, quality, booleans, bounded numbers) are parsed here once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from processors.errors import InvalidParameters
+from processors.image import FORMATS, OutputFormat
+
+Parser = Callable[[str], Any]
+
+_NUMBER = re.compile(r"[+-]?(?:[0-9]{1,3}(?:\.[0-9]{1,3})?|\.[0-9]{1,3})", re.ASCII)
+
+
+def parse_fields(operation: str, raw: Mapping[str, str], parsers: Mapping[str, Parser]) -> dict[str, Any]:
+    """Typed values for the keys given; defaults are the params dataclass's business."""
+    unknown = sorted(set(raw) - set(parsers))
+    if unknown:
+        names = ", ".join(repr(key) for key in unknown)
+        raise InvalidParameters(f"{operation}: unknown parameter {names}; known: {', '.join(parsers)}")
+    values = {}
+    for key, value in raw.items():
+        try:
+            values[key] = parsers[key](value)
+        except ValueError as exc:
+            raise InvalidParameters(f"{operation}: invalid {key}={value!r}: expected {exc}") from None
+    return values
+
+
+def number(value: str, low: float, high: float, expected: str) -> float:
+    """A short decimal (``+0.6``, ``1.25``) within ``[low, high]``."""
+    if not _NUMBER.fullmatch(value) or not low <= float(value) <= high:
+        raise ValueError(expected)
+    return float(value) + 0.0  # -0 → 0
+
+
+def output_format(value: str) -> OutputFormat:
+    fmt = FORMATS.get(value)
+    if fmt is None:
+        raise ValueError("jpeg, jpg, webp, avif or png")
+    return fmt
+
+
+def quality(value: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,3}", value, re.ASCII) or not 1 <= int(value) <= 100:
+        raise ValueError("an integer 1..100")
+    return int(value)
+
+
+def boolean(value: str) -> bool:
+    if value not in ("true", "false"):
+        raise ValueError("true or false")
+    return value == "true"
