@@ -92,7 +92,11 @@ class TooManyFrames(LimitExceeded):
 
 
 class InvalidPipeline(PermanentError):
+    """A pipeline darkroom will not start; ``step_index``/``step`` name the culprit when known."""
+
     code = "invalid_pipeline"
+    step_index: int | None = None
+    step: str | None = None
 
 
 class UnknownOperation(InvalidPipeline):

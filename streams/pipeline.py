@@ -74,6 +74,6 @@ def validate(steps: Sequence[Step]) -> None:
         try:
             get_operation(step["operation"]).parse_params(step["params"])
         except InvalidPipeline as exc:
-            exc.step_index = index  # type: ignore[attr-defined]
-            exc.step = step["operation"]  # type: ignore[attr-defined]
+            exc.step_index = index
+            exc.step = step["operation"]
             raise

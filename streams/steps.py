@@ -56,10 +56,9 @@ class Ingest:
             steps = pipeline.resolve(upload["pipeline"], upload.get("preset"))
             pipeline.validate(steps)
         except InvalidPipeline as exc:
-            index = getattr(exc, "step_index", None)
             log.info("pipeline rejected", error_code=exc.code, error=exc.message)
             failure = events.failed(
-                upload, exc, upload_event_id=upload_id, step_index=index, failed_step=getattr(exc, "step", None)
+                upload, exc, upload_event_id=upload_id, step_index=exc.step_index, failed_step=exc.step
             )
             return [_record(self.settings, FAILED, failure, self.serdes.failed)]
         request = events.step_request(

@@ -27,7 +27,7 @@ def test_malformed_specs_are_typed_errors(spec: str) -> None:
 def test_validation_names_the_failing_step() -> None:
     with pytest.raises(UnknownOperation) as info:
         validate(parse_spec("thumbnail,sharpen:amount=3"))
-    assert info.value.step_index == 1  # type: ignore[attr-defined]
+    assert (info.value.step_index, info.value.step) == (1, "sharpen")
     with pytest.raises(OperationUnavailable):
         validate(parse_spec("upscale"))
     with pytest.raises(InvalidParameters):
