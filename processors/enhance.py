@@ -819,6 +819,7 @@ class Enhance:
 
     name = "enhance"
     version = "1"
+    max_batch = 8
 
     def parse_params(self, raw: Mapping[str, str]) -> EnhanceParams:
         """Parse the parameters; every one is optional.

@@ -23,6 +23,7 @@ tree where they enter darkroom, never passed through.
     │   ├── ObjectMissing                   object_missing
     │   ├── UndecodableEvent                undecodable_event
     │   ├── ConfigurationError              configuration_error
+    │   │   ├── ModelUnavailable            model_unavailable
     │   │   └── InvalidWebhookSecret        invalid_webhook_secret
     │   ├── InvalidWebhookUrl               invalid_webhook_url
     │   └── WebhookTargetBlocked            webhook_target_blocked
@@ -121,6 +122,16 @@ class UndecodableEvent(PermanentError):
 
 class ConfigurationError(PermanentError):
     code = "configuration_error"
+
+
+class ModelUnavailable(ConfigurationError):
+    """A learned model's weights are not prepared (or unreadable) and no fallback is allowed.
+
+    Permanent: retrying on the same worker fails the same way until an operator runs
+    ``darkroom models fetch``; a replay after that succeeds.
+    """
+
+    code = "model_unavailable"
 
 
 class InvalidWebhookSecret(ConfigurationError):

@@ -70,6 +70,9 @@ class Operation(Protocol):
 
     name: str
     version: str
+    max_batch: int
+    """Most records a worker of this operation handles per commit: 1 for operations that
+    take seconds or minutes per image, so one batch stays inside the poll interval."""
 
     def parse_params(self, raw: Mapping[str, str]) -> Any:
         """Validate raw ``key=value`` params into a frozen params object.

@@ -1,7 +1,7 @@
 """Operation lookup by name.
 
-``_PLANNED`` holds names that are part of the product's contract but not built yet: they
-fail with ``operation_unavailable`` instead of pretending to work.
+``_PLANNED`` holds names that are part of the product's contract but not built yet (none
+at present): they fail with ``operation_unavailable`` instead of pretending to work.
 """
 
 from __future__ import annotations

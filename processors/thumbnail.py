@@ -251,6 +251,7 @@ class Thumbnail:
 
     name = "thumbnail"
     version = "1"
+    max_batch = 32
 
     def parse_params(self, raw: Mapping[str, str]) -> ThumbnailParams:
         """Parse ``sizes`` (``256+400x300``), ``fit``, ``format``, ``quality`` (1..100),

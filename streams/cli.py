@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from processors import KNOWN_OPERATIONS, get_operation
+from processors import KNOWN_OPERATIONS
 from processors.errors import ConfigurationError, DarkroomError, InvalidParameters, InvalidPipeline
 from streams import pipeline as pipelines
 from streams.config import Settings, load_settings
@@ -127,7 +127,9 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     if len(steps) != 1:
         raise InvalidParameters("`process` runs exactly one operation; use `submit` for pipelines")
     step = steps[0]
-    op = get_operation(step["operation"])
+    from streams.steps import operation_for
+
+    op = operation_for(settings, step["operation"])
     output = Path(args.output)
     fmt = output.suffix.lstrip(".").lower()
     if "format" not in step["params"] and fmt in {"jpg", "jpeg", "png", "webp", "avif"}:
@@ -301,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="file, or directory when the operation makes several outputs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_process)
+    from streams.models import add_models_parser
+
+    add_models_parser(sub)
+
     p = sub.add_parser("status", help="an image's stored final state, outputs (with download URLs) and webhooks")
     p.add_argument("image_id")
     p.add_argument("--json", action="store_true")

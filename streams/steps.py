@@ -209,15 +209,26 @@ def ingest_spec(settings: Settings, serdes: Serdes) -> WorkerSpec:
     )
 
 
+def operation_for(settings: Settings, name: str) -> Operation:
+    """The operation called ``name``, configured for these settings (upscale's model directory)."""
+    if name == "upscale":
+        from processors.upscale import Upscale
+        from streams.models import upscale_config
+
+        return Upscale(upscale_config(settings))
+    return get_operation(name)
+
+
 def operation_spec(settings: Settings, serdes: Serdes, store: ObjectStore, operation: str) -> WorkerSpec:
     """The worker of one operation; unknown or unavailable operations raise here."""
-    op = get_operation(operation)
+    op = operation_for(settings, operation)
     return WorkerSpec(
         name=operation,
         group_id=settings.topic(f"darkroom.{operation}"),
         topics=(settings.topic(step_topic(operation)),),
         decode=serdes.step.decode,
         handle=OperationStep(settings, serdes, store, op),
+        max_batch=op.max_batch,
     )
 
 

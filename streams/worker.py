@@ -61,6 +61,9 @@ class WorkerSpec:
     decode: Decoder
     handle: Handler | None = None
     write: BatchWriter | None = None
+    max_batch: int | None = None
+    """Caps ``Settings.batch_size`` for slow handlers, so one batch stays far inside
+    ``max.poll.interval.ms`` (the consumer keeps its group membership while it works)."""
 
 
 def _positions(batch: list[Received], *, first: bool) -> list[TopicPartition]:
@@ -118,8 +121,9 @@ class Worker:
         if first is None:
             return []
         polled = [first]
-        if self.settings.batch_size > 1:
-            polled += consumer.consume(num_messages=self.settings.batch_size - 1, timeout=0)
+        size = min(self.settings.batch_size, self.spec.max_batch or self.settings.batch_size)
+        if size > 1:
+            polled += consumer.consume(num_messages=size - 1, timeout=0)
         batch = []
         for msg in polled:
             error = msg.error()

@@ -86,9 +86,10 @@ def test_bad_inputs_fail_with_codes_and_the_partition_keeps_moving(
     raw = {
         "object_missing": ("uploads/nowhere/missing.jpg", [{"operation": "thumbnail", "params": {}}]),
         "unknown_operation": (subs["not_an_image"].key, [{"operation": "sharpen", "params": {}}]),
-        "operation_unavailable": (
+        # A bad parameter in a later step fails the image before the first step runs.
+        "later_step_invalid": (
             subs["not_an_image"].key,
-            [{"operation": "thumbnail", "params": {}}, {"operation": "upscale", "params": {"scale": "2"}}],
+            [{"operation": "thumbnail", "params": {}}, {"operation": "upscale", "params": {"scale": "99"}}],
         ),
         "invalid_parameters": (subs["not_an_image"].key, [{"operation": "thumbnail", "params": {"sizes": "0"}}]),
     }
@@ -111,13 +112,14 @@ def test_bad_inputs_fail_with_codes_and_the_partition_keeps_moving(
 
     failures = decode_all(read_topic(settings, settings.topic(FAILED), expect=len(bad) + len(raw)), serdes.failed)
     codes = {f["image_id"]: f for f in failures}
-    for code in [*bad, *raw]:
-        failure = codes[f"bad-{code}"]
+    expected = {name: name for name in [*bad, *raw]} | {"later_step_invalid": "invalid_parameters"}
+    for name, code in expected.items():
+        failure = codes[f"bad-{name}"]
         assert failure["error_code"] == code, failure
         assert failure["message"]
         assert failure["retryable"] is False
-    assert codes["bad-operation_unavailable"]["step_index"] == 1
-    assert codes["bad-operation_unavailable"]["failed_step"] == "upscale"
+    later = codes["bad-later_step_invalid"]
+    assert (later["step_index"], later["failed_step"], later["timings"]) == (1, "upscale", [])
 
     (dead,) = read_topic(settings, settings.topic(DEAD_LETTER), expect=1)
     assert dead.key == "bad-garbage"
