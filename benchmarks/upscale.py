@@ -7,8 +7,8 @@ operation (its default fast path, model warm, timed over the whole ``run``: deco
 network, PNG encode; ``network_seconds`` is the network part alone). With ``--repeat N``
 each path runs N times in its process and the fastest run counts. Where the fast path
 is not fp32 (bf16 on CPUs with native bf16), a third child runs ``precision=exact`` so
-both speed and fidelity are reported. Each child's peak RSS comes from ``wait4`` (its
-own ``ru_maxrss``); PSNR compares the two outputs' pixels.
+both speed and fidelity are reported. Each child reports its own peak RSS (``VmHWM``);
+PSNR compares the two outputs' pixels.
 
     .venv/bin/python benchmarks/upscale.py [--cases x4plus-256,x4plus-1024,…] [--repeat 3]
 
@@ -93,19 +93,29 @@ def _child_project(model: str, source: Path, model_dir: Path, out: Path, precisi
     return {"seconds": seconds, "net_seconds": net_seconds, "backend": result.backend, "details": dict(result.details)}
 
 
+def _own_peak_rss() -> int:
+    """This process's peak RSS in bytes: ``VmHWM``, the high-water mark of its own memory map.
+
+    Not ``ru_maxrss`` from ``wait4``: Linux carries the pre-exec high-water mark across
+    ``exec``, so a child forked from this (by then large) parent would report the
+    parent's peak instead of its own.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise SystemExit("no VmHWM in /proc/self/status: peak memory cannot be measured here")
+
+
 def _run_child(args: list[str]) -> tuple[dict[str, Any], int]:
     """Run one measured path in a fresh interpreter; its result and its own peak RSS (bytes)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.upscale", "--child", *args], cwd=ROOT, stdout=subprocess.PIPE
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.upscale", "--child", *args], cwd=ROOT, stdout=subprocess.PIPE, check=False
     )
-    assert proc.stdout is not None
-    output = proc.stdout.read()
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"child {args[0]} failed with exit code {proc.returncode}")
-    last = output.decode().strip().rsplit("\n", 1)[-1]  # RealESRGANer prints a line per tile first
-    return json.loads(last), usage.ru_maxrss * 1024
+    last = proc.stdout.decode().strip().rsplit("\n", 1)[-1]  # RealESRGANer prints a line per tile first
+    result = json.loads(last)
+    return result, result.pop("peak_rss_bytes")
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -162,7 +172,7 @@ def main() -> None:
             result = _child_reference(model, Path(source), Path(model_dir), Path(out), int(repeat))
         else:
             result = _child_project(model, Path(source), Path(model_dir), Path(out), rest[0], int(repeat))
-        print(json.dumps(result))
+        print(json.dumps(result | {"peak_rss_bytes": _own_peak_rss()}))
         return
 
     from processors.upscale import weights
