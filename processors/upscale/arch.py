@@ -19,12 +19,12 @@ from torch.nn import functional as F
 
 from processors.upscale.config import NET_SCALE
 
-_LEAK = 0.2
-_RESIDUAL = 0.2
+LEAK_SLOPE = 0.2
+RESIDUAL_SCALE = 0.2
 """ESRGAN scales each block's residual by 0.2 before adding it (stabilises deep training)."""
 
 
-class _ResidualDenseBlock(nn.Module):
+class ResidualDenseBlock(nn.Module):
     """Five 3×3 convs, each seeing the block input and every earlier output (dense links)."""
 
     def __init__(self, num_feat: int, num_grow_ch: int) -> None:
@@ -36,12 +36,12 @@ class _ResidualDenseBlock(nn.Module):
         self.conv5 = nn.Conv2d(num_feat + 4 * num_grow_ch, num_feat, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = F.leaky_relu(self.conv1(x), _LEAK)
-        x2 = F.leaky_relu(self.conv2(torch.cat((x, x1), 1)), _LEAK)
-        x3 = F.leaky_relu(self.conv3(torch.cat((x, x1, x2), 1)), _LEAK)
-        x4 = F.leaky_relu(self.conv4(torch.cat((x, x1, x2, x3), 1)), _LEAK)
+        x1 = F.leaky_relu(self.conv1(x), LEAK_SLOPE)
+        x2 = F.leaky_relu(self.conv2(torch.cat((x, x1), 1)), LEAK_SLOPE)
+        x3 = F.leaky_relu(self.conv3(torch.cat((x, x1, x2), 1)), LEAK_SLOPE)
+        x4 = F.leaky_relu(self.conv4(torch.cat((x, x1, x2, x3), 1)), LEAK_SLOPE)
         x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
-        return x5 * _RESIDUAL + x
+        return x5 * RESIDUAL_SCALE + x
 
 
 class _RRDB(nn.Module):
@@ -49,12 +49,12 @@ class _RRDB(nn.Module):
 
     def __init__(self, num_feat: int, num_grow_ch: int) -> None:
         super().__init__()
-        self.rdb1 = _ResidualDenseBlock(num_feat, num_grow_ch)
-        self.rdb2 = _ResidualDenseBlock(num_feat, num_grow_ch)
-        self.rdb3 = _ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb1 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb2 = ResidualDenseBlock(num_feat, num_grow_ch)
+        self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rdb3(self.rdb2(self.rdb1(x))) * _RESIDUAL + x
+        return self.rdb3(self.rdb2(self.rdb1(x))) * RESIDUAL_SCALE + x
 
 
 class RRDBNet(nn.Module):
@@ -78,9 +78,9 @@ class RRDBNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.conv_first(x)
         feat = feat + self.conv_body(self.body(feat))
-        feat = F.leaky_relu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")), _LEAK)
-        feat = F.leaky_relu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")), _LEAK)
-        return self.conv_last(F.leaky_relu(self.conv_hr(feat), _LEAK))
+        feat = F.leaky_relu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")), LEAK_SLOPE)
+        feat = F.leaky_relu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")), LEAK_SLOPE)
+        return self.conv_last(F.leaky_relu(self.conv_hr(feat), LEAK_SLOPE))
 
 
 class SRVGGNetCompact(nn.Module):

@@ -216,7 +216,7 @@ class Upscale:
     """
 
     name = "upscale"
-    version = "1"
+    version = "2"
     max_batch = 1
 
     def __init__(self, config: UpscaleConfig) -> None:
