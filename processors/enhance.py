@@ -818,7 +818,7 @@ class Enhance:
     """The ``enhance`` operation (see ``processors.operation.Operation``)."""
 
     name = "enhance"
-    version = "1"
+    version = "2"
     max_batch = 8
 
     def parse_params(self, raw: Mapping[str, str]) -> EnhanceParams:

@@ -250,7 +250,7 @@ class Thumbnail:
     """The ``thumbnail`` operation (see ``processors.operation.Operation``)."""
 
     name = "thumbnail"
-    version = "1"
+    version = "2"
     max_batch = 32
 
     def parse_params(self, raw: Mapping[str, str]) -> ThumbnailParams:

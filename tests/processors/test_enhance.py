@@ -74,7 +74,7 @@ def gray_blocks(width: int = 320, height: int = 240) -> Image.Image:
 
 def test_is_the_registered_operation() -> None:
     assert get_operation("enhance") is ENHANCE
-    assert (ENHANCE.name, ENHANCE.version) == ("enhance", "1")
+    assert (ENHANCE.name, ENHANCE.version) == ("enhance", "2")
 
 
 def test_defaults_and_canonical_form() -> None:

@@ -36,7 +36,7 @@ def assert_close(actual: tuple[int, ...], expected: tuple[int, ...], tolerance: 
 
 def test_is_the_registered_operation() -> None:
     assert get_operation("thumbnail") is THUMBNAIL
-    assert (THUMBNAIL.name, THUMBNAIL.version) == ("thumbnail", "1")
+    assert (THUMBNAIL.name, THUMBNAIL.version) == ("thumbnail", "2")
 
 
 def test_defaults_and_canonical_form() -> None:
