@@ -72,7 +72,7 @@ class Operation(Protocol):
     version: str
     max_batch: int
     """Most records a worker of this operation handles per commit: 1 for operations that
-    take seconds or minutes per image, so one batch stays inside the poll interval."""
+    take seconds or minutes per image, so a crash repeats at most one image's work."""
 
     def parse_params(self, raw: Mapping[str, str]) -> Any:
         """Validate raw ``key=value`` params into a frozen params object.

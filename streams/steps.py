@@ -15,7 +15,8 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -41,6 +42,19 @@ def _record(settings: Settings, topic: str, event: Event, serde: Any) -> Record:
 
 def _first_output_key(outputs: list[Event], step_index: int) -> str:
     return next(o["key"] for o in outputs if o["step_index"] == step_index)
+
+
+@dataclass(frozen=True)
+class _Input:
+    """A step's input as read from storage, and where its outputs go."""
+
+    params: Any
+    data: bytes
+    identity: Event
+    """What the outputs are a function of: operation, version, canonical params, input sha256."""
+    prefix: str
+    manifest: Event | None
+    """The finished step's record when a redelivery finds one, else None."""
 
 
 class Ingest:
@@ -76,6 +90,13 @@ class OperationStep:
         self.store = store
         self.operation = operation
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{operation.name}-io")
+        self._prefetched: dict[str, Future[_Input]] = {}
+        """Inputs being read ahead, by request event id; only the worker's thread touches it."""
+
+    def prefetch(self, request: Event) -> None:
+        """Start reading ``request``'s input (and any finished manifest) in the background."""
+        if request["event_id"] not in self._prefetched:
+            self._prefetched[request["event_id"]] = self._io.submit(self._read, request)
 
     def __call__(self, request: Event, log: Any) -> list[Record]:
         index = request["step_index"]
@@ -122,32 +143,43 @@ class OperationStep:
         s = self.settings
         return retry(fn, attempts=s.storage_attempts, backoff_s=s.storage_backoff_s, what=what)
 
-    def _run(self, request: Event, log: Any) -> tuple[list[Event], Event]:
-        started = time.perf_counter()
+    def _read(self, request: Event) -> _Input:
+        """The input stage: parse params, read the input, find where (and whether) outputs exist."""
         op, index, bucket = self.operation, request["step_index"], request["bucket"]
         params = op.parse_params(request["pipeline"][index]["params"])
         data: bytes = self._storage(
             partial(self.store.get, bucket, request["input_key"], max_bytes=self.settings.max_file_bytes),
             "read input",
         )
-        input_sha = hashlib.sha256(data).hexdigest()
         identity = {
             "operation": op.name,
             "version": op.version,
             "params": dict(op.canonical_params(params)),
-            "input_sha256": input_sha,
+            "input_sha256": hashlib.sha256(data).hexdigest(),
         }
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         prefix = f"{self.settings.output_prefix}/{request['image_id']}/{index:02d}-{op.name}-{digest}/"
-        manifest = self._manifest(bucket, prefix)
-        if manifest is not None:
+        return _Input(params, data, identity, prefix, self._manifest(bucket, prefix))
+
+    def _run(self, request: Event, log: Any) -> tuple[list[Event], Event]:
+        started = time.perf_counter()
+        op, index, bucket = self.operation, request["step_index"], request["bucket"]
+        ahead = self._prefetched.pop(request["event_id"], None)
+        inp = ahead.result() if ahead is not None else self._read(request)
+        prefix = inp.prefix
+        if inp.manifest is not None:
             log.info("outputs already written; reusing", prefix=prefix)
-            timing = self._timing(index, started, backend=manifest["backend"], details=manifest["details"], reused=True)
-            return manifest["outputs"], timing
+            timing = self._timing(
+                index, started, backend=inp.manifest["backend"], details=inp.manifest["details"], reused=True
+            )
+            return inp.manifest["outputs"], timing
         outputs = []
-        metadata = {"darkroom-input-sha256": input_sha, "darkroom-operation": f"{op.name}/{op.version}"}
+        metadata = {
+            "darkroom-input-sha256": inp.identity["input_sha256"],
+            "darkroom-operation": f"{op.name}/{op.version}",
+        }
         writes = []
-        result = op.run(data, params, self.settings.limits)
+        result = op.run(inp.data, inp.params, self.settings.limits)
         for rendition in result.renditions:
             key = f"{prefix}{rendition.name}.{rendition.extension}"
             put = partial(
@@ -170,7 +202,12 @@ class OperationStep:
             )
         for write in writes:  # all outputs are durable before the manifest says so
             write.result()
-        record = {"identity": identity, "outputs": outputs, "backend": result.backend, "details": dict(result.details)}
+        record = {
+            "identity": inp.identity,
+            "outputs": outputs,
+            "backend": result.backend,
+            "details": dict(result.details),
+        }
         body = json.dumps(record, sort_keys=True).encode()
         self._storage(
             partial(self.store.put, bucket, prefix + MANIFEST, body, content_type="application/json"),
@@ -222,13 +259,15 @@ def operation_for(settings: Settings, name: str) -> Operation:
 def operation_spec(settings: Settings, serdes: Serdes, store: ObjectStore, operation: str) -> WorkerSpec:
     """The worker of one operation; unknown or unavailable operations raise here."""
     op = operation_for(settings, operation)
+    step = OperationStep(settings, serdes, store, op)
     return WorkerSpec(
         name=operation,
         group_id=settings.topic(f"darkroom.{operation}"),
         topics=(settings.topic(step_topic(operation)),),
         decode=serdes.step.decode,
-        handle=OperationStep(settings, serdes, store, op),
+        handle=step,
         max_batch=op.max_batch,
+        prefetch=step.prefetch,
     )
 
 

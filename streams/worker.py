@@ -14,6 +14,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,9 @@ from processors.errors import BrokerUnavailable, UndecodableEvent
 from streams.config import Settings
 from streams.kafka import Record, deliver, make_consumer, make_producer
 from streams.topics import DEAD_LETTER
+
+_POLL_WHILE_BUSY_S = 1.0
+"""How often a long batch's loop polls its paused consumer."""
 
 Event = dict[str, Any]
 Decoder = Callable[[bytes | None, str], Event]
@@ -62,8 +67,10 @@ class WorkerSpec:
     handle: Handler | None = None
     write: BatchWriter | None = None
     max_batch: int | None = None
-    """Caps ``Settings.batch_size`` for slow handlers, so one batch stays far inside
-    ``max.poll.interval.ms`` (the consumer keeps its group membership while it works)."""
+    """Caps ``Settings.batch_size`` for slow handlers, so a crash repeats little work."""
+    prefetch: Callable[[Event], None] | None = None
+    """Given the next event of the batch while ``handle`` works on the current one, so the
+    next input's storage reads overlap the current computation (at most one ahead)."""
 
 
 def _positions(batch: list[Received], *, first: bool) -> list[TopicPartition]:
@@ -89,6 +96,7 @@ class Worker:
         """Process records until ``stop`` is set; the batch in hand is always finished."""
         consumer = make_consumer(self.settings, self.spec.group_id)
         producer = make_producer(self.settings)
+        busy = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.spec.name}-batch")
         consumer.subscribe(list(self.spec.topics))
         self.log.info("worker started")
         try:
@@ -97,7 +105,7 @@ class Worker:
                 if not batch:
                     continue
                 try:
-                    deliver(producer, self._process(batch))
+                    deliver(producer, self._process_in_group(consumer, busy, batch))
                 except BrokerUnavailable as exc:
                     # Not acknowledged: commit nothing; read the same records again later.
                     self.log.warning("output not delivered; will retry", error=exc.message)
@@ -107,6 +115,7 @@ class Worker:
                     continue
                 self._commit(consumer, batch)
         finally:
+            busy.shutdown()
             producer.flush(10)
             consumer.close()  # leaves the group so partitions move without waiting for a timeout
             self.log.info("worker stopped")
@@ -133,32 +142,80 @@ class Worker:
                 batch.append(Received.of(msg))
         return batch
 
+    def _process_in_group(self, consumer: Consumer, busy: ThreadPoolExecutor, batch: list[Received]) -> list[Record]:
+        """``_process`` the batch, keeping the consumer in its group however long that takes.
+
+        The batch runs on a helper thread; if it is not done within half of
+        ``max.poll.interval.ms``, the consumer's partitions are paused and the consumer is
+        polled every ``_POLL_WHILE_BUSY_S`` until it is, which restarts that interval (an
+        upscale on CPU can run for many minutes) and serves rebalances. A record a new
+        assignment hands out meanwhile is sought back, to be read after the batch. Short
+        batches never pause: a resumed partition is fetched afresh, which costs time.
+        """
+        future = busy.submit(self._process, batch)
+        try:
+            return future.result(timeout=self.settings.max_poll_interval_ms / 2000)
+        except FutureTimeout:
+            pass
+        self.log.info("long batch; pausing partitions and polling to keep group membership")
+        consumer.pause(consumer.assignment())
+        try:
+            while True:
+                try:
+                    return future.result(timeout=_POLL_WHILE_BUSY_S)
+                except FutureTimeout:
+                    self._put_back(consumer, consumer.poll(0))
+        finally:
+            consumer.resume(consumer.assignment())
+
+    def _put_back(self, consumer: Consumer, msg: Message | None) -> None:
+        """A record polled during a long batch (a rebalance assigned its partition): read it later."""
+        if msg is None:
+            return
+        error = msg.error()
+        if error is not None:
+            self._on_error(error)
+            return
+        got = Received.of(msg)
+        consumer.seek(TopicPartition(got.topic, got.partition, got.offset))
+        consumer.pause([TopicPartition(got.topic, got.partition)])
+
     def _process(self, batch: list[Received]) -> list[Record]:
         """Decode each record (dead-lettering what cannot be), then handle or sink them."""
         records: list[Record] = []
         decoded: list[tuple[Received, Event]] = []
         for msg in batch:
-            log = self.log.bind(topic=msg.topic, partition=msg.partition, offset=msg.offset)
             try:
-                event = self.spec.decode(msg.value, msg.topic)
+                decoded.append((msg, self.spec.decode(msg.value, msg.topic)))
             except UndecodableEvent as exc:
-                log.warning("undecodable record sent to dead-letter topic", error=exc.message)
+                self.log.bind(topic=msg.topic, partition=msg.partition, offset=msg.offset).warning(
+                    "undecodable record sent to dead-letter topic", error=exc.message
+                )
                 records.append(self._dead_letter(msg, exc))
-                continue
-            if self.spec.handle is None:
-                decoded.append((msg, event))
-                continue
-            log = log.bind(image_id=event.get("image_id"), event_id=event.get("event_id"))
+        if self.spec.handle is None:
+            if decoded and self.spec.write is not None:
+                started = time.perf_counter()
+                self.spec.write(decoded, self.log)
+                self.log.info(
+                    "batch written", records=len(decoded), ms=round((time.perf_counter() - started) * 1000, 1)
+                )
+            return records
+        for i, (msg, event) in enumerate(decoded):
+            if self.spec.prefetch is not None and i + 1 < len(decoded):
+                self.spec.prefetch(decoded[i + 1][1])
+            log = self.log.bind(
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                image_id=event.get("image_id"),
+                event_id=event.get("event_id"),
+            )
             started = time.perf_counter()
             emitted = self.spec.handle(event, log)
             log.info(
                 "processed", ms=round((time.perf_counter() - started) * 1000, 1), emitted=[r.topic for r in emitted]
             )
             records.extend(emitted)
-        if decoded and self.spec.write is not None:
-            started = time.perf_counter()
-            self.spec.write(decoded, self.log)
-            self.log.info("batch written", records=len(decoded), ms=round((time.perf_counter() - started) * 1000, 1))
         return records
 
     def _dead_letter(self, msg: Received, exc: UndecodableEvent) -> Record:
