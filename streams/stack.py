@@ -33,6 +33,8 @@ from streams.storage import ObjectStore
 
 STATE_FILE = "stack.json"
 BROKER_BUCKET_SUFFIX = "-broker-log"
+READY_PROBE = "_darkroom/ready"
+"""The object ``stack up`` writes and reads back to know the S3 server really serves data."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,19 @@ def _alive(pid: int, binary: str) -> bool:
     except OSError:
         return False
     return Path(cmdline.decode(errors="replace")).name == binary
+
+
+def _reaped(pid: int, timeout_s: float) -> bool:
+    """Wait until ``pid`` is gone, not merely exited: a zombie keeps its pid until its
+    parent (init, or the reaper thread of the process that started it) collects it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def weed_binary() -> Path:
@@ -241,11 +256,16 @@ class Stack:
         return proc.pid
 
     def _wait_for_s3(self, store: ObjectStore, timeout_s: float) -> None:
-        """The S3 port opens before the filer behind it answers; wait for a real answer."""
+        """The S3 port opens before the filer and volume server behind it answer; wait until
+        an object can be written and read back (after a restart, reads of existing objects
+        fail with InternalError until the volume server has registered with the master)."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
                 store.ensure_bucket(self.settings.bucket)
+                if self.settings.embedded_s3:  # never write into a bucket darkroom does not own
+                    store.put(self.settings.bucket, READY_PROBE, b"ready")
+                    store.get(self.settings.bucket, READY_PROBE)
                 return
             except StorageUnavailable:
                 if time.monotonic() > deadline:
@@ -292,11 +312,9 @@ class Stack:
             pid = state.pop(name, None)
             if pid and _alive(pid, binary):
                 os.kill(pid, signal.SIGTERM)
-                deadline = time.monotonic() + timeout_s
-                while _alive(pid, binary) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                if _alive(pid, binary):
+                if not _reaped(pid, timeout_s) and _alive(pid, binary):
                     os.kill(pid, signal.SIGKILL)
+                    _reaped(pid, timeout_s)
                 stopped.append(name)
             self._save(state)
         return stopped
