@@ -10,8 +10,8 @@ once into one buffer per block instead of four growing concatenations being allo
 no new tensors). ``benchmarks/upscale_fused.py`` measures it against the plain module
 (about 2 % less time per bf16 forward on the 2-core AVX512-BF16 machine: ratio 1.017 in
 two runs; concatenating instead of the buffer was 1.5 % slower than the plain module).
-Small, because the convolutions are ~87 % of the forward and already run at the CPU's
-bf16 rate.
+Small, because the convolutions are ~90 % of the forward (the benchmark reports their
+share) and already run at the CPU's bf16 rate.
 
 Only for CPU tensors in oneDNN-supported dtypes; the CUDA path and the reference
 comparisons use the plain module. ``fuse`` returns None where the fused operators are
