@@ -278,8 +278,8 @@ class _Torch:
         self.threads = host.threads
         self.loaded = _torch_model(config.model_dir, model, self.device, self.dtype)
         per_px = weights.spec_for(model).window_bytes_per_px
-        # 16-bit activations take half the memory (measured on CPU bf16, RRDBNet x4plus:
-        # 6.4–6.9 KB per window pixel against 14 KB in fp32), so windows can be twice as large
+        # 16-bit activations take half of fp32's memory (CPU bf16 included), so windows can be
+        # twice as large; benchmarks/upscale.py's peak RSS checks the budget still holds
         self.window_bytes_per_px = per_px if self.dtype == torch.float32 else per_px // 2
         self.name = f"torch-{self.device}-{_DTYPE_NAMES[self.dtype]}"
 
