@@ -8,7 +8,7 @@ numbers measure the corrections, not a codec). Each result is compared with the 
 original by mean CIEDE2000 and SSIM, before vs. after; the clean originals are enhanced
 too, and their change is the do-no-harm figure.
 
-Speed: a 12-megapixel camera-like JPEG (``streams.samples.photo_jpeg``), JPEG out, on
+Speed: a 12-megapixel camera-like JPEG (``streams.dev.samples.photo_jpeg``), JPEG out, on
 one core (the process is pinned to one CPU and numeric libraries to one thread), with
 default params and with every correction forced on (the slowest path); decode and encode
 are included. Peak memory of one default run is measured in a fresh process (Linux) and
@@ -45,7 +45,7 @@ from skimage.metrics import structural_similarity  # noqa: E402
 
 from processors.enhance import ENHANCE  # noqa: E402
 from processors.operation import Limits  # noqa: E402
-from streams.samples import photo_jpeg  # noqa: E402
+from streams.dev.samples import photo_jpeg  # noqa: E402
 
 PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png")
 """The colour photographs shipped in scikit-image's wheel (no pooch download needed)."""

@@ -24,12 +24,12 @@ from pathlib import Path
 from processors import get_operation
 from streams.client import Client
 from streams.config import load_settings
-from streams.logs import configure_logging
-from streams.samples import photo_jpeg
-from streams.stack import Stack, throwaway_settings
-from streams.steps import worker_specs
-from streams.supervisor import Supervisor
-from streams.topics import ensure_topics
+from streams.dev.samples import photo_jpeg
+from streams.dev.stack import Stack, throwaway_settings
+from streams.handlers.steps import worker_specs
+from streams.runtime.logs import configure_logging
+from streams.runtime.supervisor import Supervisor
+from streams.runtime.topics import ensure_topics
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -25,12 +25,12 @@ from typing import Any
 import psycopg
 import structlog
 
-from streams import dispatcher
 from streams.config import load_settings
-from streams.database import Database
-from streams.results import ResultWriter
-from streams.webhooks import new_secret
-from streams.worker import Received
+from streams.runtime.worker import Received
+from streams.sinks import dispatcher
+from streams.sinks.database import Database
+from streams.sinks.results import ResultWriter
+from streams.sinks.webhooks import new_secret
 
 
 def completion(i: int, run: str) -> dict[str, Any]:

@@ -1,4 +1,79 @@
-"""The Kafka side of darkroom: topics, Avro serde, storage I/O, workers, sinks and the CLI.
+"""darkroom's Kafka side, and its public surface for Python producers and operators.
 
-Image work lives in ``processors``; this package imports it, never the other way round.
+What is promised is exactly ``__all__``: the producer client and what it returns, the
+settings and their loader, and the error tree (every error a user can see, each with a
+stable ``code`` and ``retryable``). Everything else in the subpackages stays importable
+but may change without notice; the README's Layout section says which room holds what.
+
+    from streams import Client, load_settings
+
+    with Client(load_settings()) as client:
+        sub = client.submit(data, "photo.jpg", "web")
 """
+
+from processors.errors import (
+    BrokerUnavailable,
+    ConfigurationError,
+    DarkroomError,
+    EmptyInput,
+    FileTooLarge,
+    InvalidInputError,
+    InvalidParameters,
+    InvalidPipeline,
+    InvalidWebhookSecret,
+    InvalidWebhookUrl,
+    LimitExceeded,
+    ModelUnavailable,
+    NotAnImage,
+    ObjectMissing,
+    OperationUnavailable,
+    PermanentError,
+    ProcessingFailed,
+    RetryableError,
+    StorageUnavailable,
+    TooManyFrames,
+    TooManyPixels,
+    TruncatedImage,
+    UndecodableEvent,
+    UnknownOperation,
+    UnsupportedImage,
+    WebhookTargetBlocked,
+    WebhookTargetUnresolvable,
+)
+from streams.client import Client, FinalEvent, Submission
+from streams.config import Settings, load_settings
+
+__all__ = [
+    "BrokerUnavailable",
+    "Client",
+    "ConfigurationError",
+    "DarkroomError",
+    "EmptyInput",
+    "FileTooLarge",
+    "FinalEvent",
+    "InvalidInputError",
+    "InvalidParameters",
+    "InvalidPipeline",
+    "InvalidWebhookSecret",
+    "InvalidWebhookUrl",
+    "LimitExceeded",
+    "ModelUnavailable",
+    "NotAnImage",
+    "ObjectMissing",
+    "OperationUnavailable",
+    "PermanentError",
+    "ProcessingFailed",
+    "RetryableError",
+    "Settings",
+    "StorageUnavailable",
+    "Submission",
+    "TooManyFrames",
+    "TooManyPixels",
+    "TruncatedImage",
+    "UndecodableEvent",
+    "UnknownOperation",
+    "UnsupportedImage",
+    "WebhookTargetBlocked",
+    "WebhookTargetUnresolvable",
+    "load_settings",
+]

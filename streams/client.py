@@ -15,14 +15,14 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from processors.errors import BrokerUnavailable, UndecodableEvent
-from streams import pipeline as pipelines
 from streams.config import Settings
-from streams.events import Event, Serdes, derived_id, now
-from streams.kafka import Record, deliver, make_consumer, make_producer
-from streams.retry import retry
-from streams.storage import ObjectStore
-from streams.topics import COMPLETED, FAILED, UPLOADED
-from streams.worker import Received
+from streams.runtime.kafka import Record, deliver, make_consumer, make_producer
+from streams.runtime.retry import retry
+from streams.runtime.storage import ObjectStore
+from streams.runtime.topics import COMPLETED, FAILED, UPLOADED
+from streams.runtime.worker import Received
+from streams.wire import pipeline as pipelines
+from streams.wire.events import Event, Serdes, derived_id, now
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -63,7 +63,7 @@ class Settings:
     max_frames: int = DEFAULT_MAX_FRAMES
     log_format: str = "auto"
     log_level: str = "info"
-    # Webhooks (streams/webhooks.py). The schedule is the delay in seconds before each
+    # Webhooks (streams/sinks/webhooks.py). The schedule is the delay in seconds before each
     # attempt, Standard Webhooks / Svix style; its length is the number of attempts.
     webhook_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
     webhook_timeout_s: float = 15.0

@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from contextlib import closing
 
 from processors import AVAILABLE_OPERATIONS, KNOWN_OPERATIONS
-from streams import dispatcher
 from streams.config import Settings
-from streams.database import Database
-from streams.events import Serdes
-from streams.results import results_spec
-from streams.steps import worker_specs
-from streams.supervisor import Service, Supervisor
+from streams.handlers.steps import worker_specs
+from streams.runtime.supervisor import Service, Supervisor
+from streams.sinks import dispatcher
+from streams.sinks.database import Database
+from streams.sinks.results import results_spec
+from streams.wire.events import Serdes
 
 SINKS = ("results", "webhooks")
 ALL = ("ingest", *AVAILABLE_OPERATIONS, *SINKS)

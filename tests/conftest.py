@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from streams.config import Settings, load_settings
-from streams.stack import Stack, throwaway_settings
-from streams.storage import ObjectStore
-from streams.topics import ensure_topics
+from streams.dev.stack import Stack, throwaway_settings
+from streams.runtime.storage import ObjectStore
+from streams.runtime.topics import ensure_topics
 
 
 def _docker_available() -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from streams.config import Settings
-from streams.kafka import Record, deliver, make_consumer, make_producer
+from streams.runtime.kafka import Record, deliver, make_consumer, make_producer
 
 
 @dataclass

@@ -56,3 +56,6 @@ def test_the_worker_image_installs_the_project() -> None:
     for path in ("streams", "processors", "schemas", "constraints.txt", "pyproject.toml"):
         assert path in dockerfile
     assert 'ENTRYPOINT ["darkroom"]' in dockerfile
+    # the image runs the built wheel (schemas and migrations inside), not an editable checkout
+    assert "pip wheel" in dockerfile and "pip install --no-cache-dir /dist/darkroom-" in dockerfile
+    assert " -e " not in dockerfile

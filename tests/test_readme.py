@@ -9,7 +9,7 @@ from pathlib import Path
 
 from processors import errors
 from streams.config import PREFIX, Settings
-from streams.pipeline import PRESETS
+from streams.wire.pipeline import PRESETS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

@@ -40,7 +40,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from processors.errors import ModelUnavailable, ProcessingFailed
-from processors.upscale import fused, tiling, weights
+from processors.upscale import tiling, weights
 from processors.upscale.config import (
     DEFAULT_MODEL,
     FAST_MODEL,
@@ -259,8 +259,6 @@ def _torch_model(model_dir: Path, name: str, device: str, dtype: torch.dtype) ->
             module.load_state_dict(state, strict=True)
             module = module.eval().to(device=device, dtype=dtype).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             module.requires_grad_(False)
-            if device == "cpu":
-                module = fused.fuse(module) or module
             loaded = _TORCH_MODELS[key] = _TorchModel(module, sha256)
     return loaded
 
@@ -301,7 +299,6 @@ class _Torch:
             "device": self.device,
             "precision": _DTYPE_NAMES[self.dtype],
             "threads": str(self.threads),
-            "fused": str(isinstance(self.loaded.module, fused.FusedRRDBNet)).lower(),
             "model_sha256": self.loaded.sha256,
         }
 

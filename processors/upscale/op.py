@@ -216,7 +216,8 @@ class Upscale:
     """
 
     name = "upscale"
-    version = "2"
+    version = "3"
+    """Part of every output key: 3 since the fused CPU forward was removed (bf16 bytes differ)."""
     max_batch = 1
 
     def __init__(self, config: UpscaleConfig) -> None:

@@ -17,7 +17,7 @@ from processors import errors, get_operation
 from processors.enhance import ENHANCE, STRIP, EnhanceParams, _Detail, _detail_image
 from processors.image import PNG
 from processors.operation import Limits
-from streams.samples import make_photo
+from streams.dev.samples import make_photo
 from tests.processors.pixels import reopen, save
 
 RNG_SEED = 7

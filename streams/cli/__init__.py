@@ -1,0 +1,43 @@
+"""``darkroom`` command line: one module per command group, each a thin layer over library calls.
+
+Every failure is one line on stderr (``darkroom: error: CODE: message``) and a non-zero
+exit: 2 for usage and configuration mistakes, 1 for everything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from processors.errors import ConfigurationError, DarkroomError, InvalidPipeline
+from streams.cli import models, stack, status, submit, webhooks, workers
+from streams.cli.common import EXIT_FAILED, EXIT_USAGE
+from streams.config import load_settings
+from streams.runtime.logs import configure_logging
+
+_GROUPS = (stack, workers, submit, models, status, webhooks)
+"""In the order ``--help`` lists them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="darkroom", description="Event-driven image pipeline on Kafka.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in _GROUPS:
+        group.add_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings)
+        code: int = args.func(args, settings)
+        return code
+    except DarkroomError as exc:
+        print(f"darkroom: error: {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, InvalidPipeline | ConfigurationError) else EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,26 @@
+"""What every command shares: exit codes, JSON output, the migrated result store."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from streams.config import Settings
+
+if TYPE_CHECKING:
+    from streams.sinks.database import Database
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=None, default=str, sort_keys=True))
+
+
+def open_database(settings: Settings) -> Database:
+    from streams.sinks.database import Database
+
+    db = Database(settings)
+    db.migrate()
+    return db

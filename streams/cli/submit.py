@@ -1,0 +1,134 @@
+"""``darkroom submit`` (upload and emit, optionally wait) and ``darkroom process`` (local files, no Kafka)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from processors.errors import InvalidParameters
+from streams.cli.common import EXIT_FAILED, print_json
+from streams.config import Settings
+from streams.wire import pipeline as pipelines
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("submit", help="upload files and emit their upload events")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--pipeline", required=True, help="e.g. 'thumbnail:sizes=256+1024,format=webp' or a preset")
+    p.add_argument("--callback", help="webhook URL for this upload")
+    p.add_argument("--tenant")
+    p.add_argument("--wait", action="store_true", help="follow each image to its final event")
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("process", help="run one operation on a local file (no Kafka, no S3)")
+    p.add_argument("spec", help="e.g. 'thumbnail:sizes=256,format=webp'")
+    p.add_argument("input")
+    p.add_argument("output", help="file, or directory when the operation makes several outputs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_process)
+
+
+def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.client import Client, summarize
+
+    paths = [Path(p) for p in args.files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise InvalidParameters(f"no such file: {', '.join(missing)}")
+    steps = pipelines.parse_spec(args.pipeline)
+    pipelines.validate(steps)  # before touching storage: a typo is the user's error, not an outage
+    client = Client(settings)
+    subs = [client.submit_file(p, steps, callback_url=args.callback, tenant=args.tenant) for p in paths]
+    if not args.wait:
+        rows: list[dict[str, Any]] = [{"image_id": s.image_id, "event_id": s.event_id, "key": s.key} for s in subs]
+        if args.json:
+            print_json({"submitted": rows})
+        else:
+            for r in rows:
+                print(f"submitted {r['image_id']} (event {r['event_id']}) s3://{settings.bucket}/{r['key']}")
+        return 0
+    from streams.dev.progress import wait_with_progress
+
+    labels = {s.image_id: p.name for s, p in zip(subs, paths, strict=True)}
+    finals = wait_with_progress(client, subs, labels, timeout_s=args.timeout, show=sys.stderr.isatty())
+    rows = [summarize(s, finals.get(s.image_id)) for s in subs]
+    if args.json:
+        print_json({"images": rows})
+    else:
+        for r in rows:
+            _print_row_text(r)
+    return 0 if all(r["status"] == "completed" for r in rows) else EXIT_FAILED
+
+
+def _print_row_text(row: dict[str, Any]) -> None:
+    print(f"{row['image_id']}: {row['status']}")
+    for o in row.get("outputs", []):
+        print(f"  {o['name']:<18} {o['width']}x{o['height']:<6} {o['size']:>9,} B  {o['key']}")
+    if "error" in row:
+        print(f"  {row['error']['error_code']}: {row['error']['message']}")
+
+
+def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
+    steps = pipelines.parse_spec(args.spec)
+    if len(steps) != 1:
+        raise InvalidParameters("`process` runs exactly one operation; use `submit` for pipelines")
+    step = steps[0]
+    from streams.handlers.steps import operation_for
+
+    op = operation_for(settings, step["operation"])
+    output = Path(args.output)
+    fmt = output.suffix.lstrip(".").lower()
+    if "format" not in step["params"] and fmt in {"jpg", "jpeg", "png", "webp", "avif"}:
+        try:
+            op.parse_params({**step["params"], "format": fmt})
+            step["params"]["format"] = fmt
+        except InvalidParameters:
+            pass  # the operation has no format parameter
+    params = op.parse_params(step["params"])
+    source = Path(args.input)
+    if not source.is_file():
+        raise InvalidParameters(f"no such file: {source}")
+    if source.stat().st_size > settings.max_file_bytes:
+        from processors.errors import FileTooLarge
+
+        raise FileTooLarge(f"{source} is over the {settings.max_file_bytes}-byte limit")
+    started = time.perf_counter()
+    result = op.run(source.read_bytes(), params, settings.limits)
+    renditions = result.renditions
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    written = []
+    if len(renditions) == 1:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(renditions[0].data)
+        written.append((output, renditions[0]))
+    else:
+        output.mkdir(parents=True, exist_ok=True)
+        for r in renditions:
+            path = output / f"{r.name}.{r.extension}"
+            path.write_bytes(r.data)
+            written.append((path, r))
+    rows = [
+        {"path": str(p), "width": r.width, "height": r.height, "size": len(r.data), "content_type": r.content_type}
+        for p, r in written
+    ]
+    if args.json:
+        print_json(
+            {
+                "operation": op.name,
+                "backend": result.backend,
+                "details": dict(result.details),
+                "outputs": rows,
+                "ms": round(elapsed_ms, 1),
+            }
+        )
+    else:
+        for row in rows:
+            print(f"{row['path']}: {row['width']}x{row['height']} {row['size']:,} B")
+        details = ", ".join(f"{k}={v}" for k, v in result.details.items())
+        print(f"{op.name} ({result.backend}) took {elapsed_ms:.0f} ms{'; ' + details if details else ''}")
+    return 0

@@ -1,0 +1,55 @@
+"""``darkroom webhooks list|subscribe|redeliver``: tenant subscriptions and delivery records."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from processors.errors import InvalidParameters
+from streams.cli.common import open_database, print_json
+from streams.config import Settings
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("webhooks", help="tenant subscriptions and delivery records")
+    p.add_argument("action", choices=["list", "subscribe", "redeliver"])
+    p.add_argument("ids", nargs="*", help="redeliver: webhook ids (default: every exhausted delivery)")
+    p.add_argument("--tenant")
+    p.add_argument("--url")
+    p.add_argument("--events", default="completed,failed")
+    p.add_argument("--status", choices=["pending", "delivered", "exhausted", "disabled"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_webhooks)
+
+
+def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.sinks import dispatcher
+
+    db = open_database(settings)
+    if args.action == "subscribe":
+        if not args.tenant or not args.url:
+            raise InvalidParameters("webhooks subscribe needs --tenant and --url")
+        events = [f"image.{e.strip()}" for e in args.events.split(",")]
+        if any(e not in {"image.completed", "image.failed"} for e in events):
+            raise InvalidParameters("--events takes completed and/or failed")
+        sub_id, secret = dispatcher.subscribe(db, args.tenant, args.url, events)
+        if args.json:
+            print_json({"id": sub_id, "secret": secret})
+        else:
+            print(f"subscription {sub_id}; signing secret (shown once): {secret}")
+        return 0
+    if args.action == "redeliver":
+        count = dispatcher.redeliver(db, args.ids or None)
+        print(json.dumps({"redelivered": count}) if args.json else f"{count} exhausted deliveries queued again")
+        return 0
+    rows = dispatcher.deliveries(db, status=args.status)
+    if args.json:
+        print_json({"deliveries": rows})
+    else:
+        for w in rows:
+            print(
+                f"{w['webhook_id']} {w['target']:<22} {w['status']:<9} attempts={w['attempts']}"
+                f" last={w['last_status_code'] or w['last_error'] or '-'} {w['url']}"
+            )
+    return 0

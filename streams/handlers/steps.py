@@ -1,0 +1,284 @@
+"""The handlers plugged into the worker loop: ingest (upload → first step) and operation steps.
+
+A step is: read input → reuse finished outputs if a manifest exists → run the operation →
+write outputs → write the manifest → return the next request (or the completion event).
+Output keys are a function of image id, step, operation version, canonical params and the
+input's sha256, so a redelivery or replay writes the same bytes to the same keys; the
+manifest, written last, marks the step finished so a redelivery after a crash skips the
+work. Every failure becomes a failure event; only an unacknowledged produce (handled by
+the loop) keeps a record from being committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from processors import get_operation
+from processors.errors import DarkroomError, InvalidPipeline, ObjectMissing, ProcessingFailed
+from processors.operation import Operation
+from processors.upscale import Upscale, UpscaleConfig
+from streams.config import Settings
+from streams.runtime.kafka import Record
+from streams.runtime.retry import retry
+from streams.runtime.storage import ObjectStore
+from streams.runtime.topics import COMPLETED, FAILED, UPLOADED, step_topic
+from streams.runtime.worker import WorkerSpec
+from streams.wire import events, pipeline
+from streams.wire.events import Event, Serdes
+
+MANIFEST = "manifest.json"
+
+
+def _record(settings: Settings, topic: str, event: Event, serde: Any) -> Record:
+    full = settings.topic(topic)
+    return Record(topic=full, key=event["image_id"], value=serde.encode(event, full))
+
+
+def _first_output_key(outputs: list[Event], step_index: int) -> str:
+    return next(o["key"] for o in outputs if o["step_index"] == step_index)
+
+
+@dataclass(frozen=True)
+class _Input:
+    """A step's input as read from storage, and where its outputs go."""
+
+    params: Any
+    data: bytes
+    identity: Event
+    """What the outputs are a function of: operation, version, canonical params, input sha256."""
+    prefix: str
+    manifest: Event | None
+    """The finished step's record when a redelivery finds one, else None."""
+
+
+class Ingest:
+    """Validates an upload's whole pipeline, then hands it to the first operation."""
+
+    def __init__(self, settings: Settings, serdes: Serdes) -> None:
+        self.settings = settings
+        self.serdes = serdes
+
+    def __call__(self, upload: Event, log: Any) -> list[Record]:
+        upload_id = upload["event_id"]
+        try:
+            steps = pipeline.resolve(upload["pipeline"], upload.get("preset"))
+            pipeline.validate(steps)
+        except InvalidPipeline as exc:
+            log.info("pipeline rejected", error_code=exc.code, error=exc.message)
+            failure = events.failed(
+                upload, exc, upload_event_id=upload_id, step_index=exc.step_index, failed_step=exc.step
+            )
+            return [_record(self.settings, FAILED, failure, self.serdes.failed)]
+        request = events.step_request(
+            upload, upload_event_id=upload_id, pipeline=steps, step_index=0, input_key=upload["key"]
+        )
+        return [_record(self.settings, step_topic(steps[0]["operation"]), request, self.serdes.step)]
+
+
+class OperationStep:
+    """Runs one operation's step of a pipeline for one request."""
+
+    def __init__(self, settings: Settings, serdes: Serdes, store: ObjectStore, operation: Operation) -> None:
+        self.settings = settings
+        self.serdes = serdes
+        self.store = store
+        self.operation = operation
+        self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{operation.name}-io")
+        self._prefetched: dict[str, Future[_Input]] = {}
+        """Inputs being read ahead, by request event id; only the worker's thread touches it."""
+
+    def prefetch(self, request: Event) -> None:
+        """Start reading ``request``'s input (and any finished manifest) in the background."""
+        if request["event_id"] not in self._prefetched:
+            self._prefetched[request["event_id"]] = self._io.submit(self._read, request)
+
+    def __call__(self, request: Event, log: Any) -> list[Record]:
+        index = request["step_index"]
+        log = log.bind(step=self.operation.name, step_index=index)
+        try:
+            outputs, timing = self._run(request, log)
+        except DarkroomError as exc:
+            return [self._failure(request, exc, log)]
+        except Exception as exc:  # a bug or resource exhaustion in an operation
+            log.exception("operation crashed")
+            error = ProcessingFailed(f"{self.operation.name} failed unexpectedly: {type(exc).__name__}: {exc}")
+            return [self._failure(request, error, log)]
+        all_outputs = [*request["outputs"], *outputs]
+        timings = [*request["timings"], timing]
+        steps = request["pipeline"]
+        if index + 1 < len(steps):
+            nxt = events.step_request(
+                request,
+                upload_event_id=request["upload_event_id"],
+                pipeline=steps,
+                step_index=index + 1,
+                input_key=_first_output_key(outputs, index),
+                outputs=all_outputs,
+                timings=timings,
+            )
+            return [_record(self.settings, step_topic(steps[index + 1]["operation"]), nxt, self.serdes.step)]
+        done = events.completed(request, all_outputs, timings)
+        return [_record(self.settings, COMPLETED, done, self.serdes.completed)]
+
+    def _failure(self, request: Event, exc: DarkroomError, log: Any) -> Record:
+        log.info("step failed", error_code=exc.code, error=exc.message, retryable=exc.retryable)
+        failure = events.failed(
+            request,
+            exc,
+            upload_event_id=request["upload_event_id"],
+            step_index=request["step_index"],
+            failed_step=self.operation.name,
+            outputs=request["outputs"],
+            timings=request["timings"],
+        )
+        return _record(self.settings, FAILED, failure, self.serdes.failed)
+
+    def _storage(self, fn: Any, what: str) -> Any:
+        s = self.settings
+        return retry(fn, attempts=s.storage_attempts, backoff_s=s.storage_backoff_s, what=what)
+
+    def _read(self, request: Event) -> _Input:
+        """The input stage: parse params, read the input, find where (and whether) outputs exist."""
+        op, index, bucket = self.operation, request["step_index"], request["bucket"]
+        params = op.parse_params(request["pipeline"][index]["params"])
+        data: bytes = self._storage(
+            partial(self.store.get, bucket, request["input_key"], max_bytes=self.settings.max_file_bytes),
+            "read input",
+        )
+        identity = {
+            "operation": op.name,
+            "version": op.version,
+            "params": dict(op.canonical_params(params)),
+            "input_sha256": hashlib.sha256(data).hexdigest(),
+        }
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+        prefix = f"{self.settings.output_prefix}/{request['image_id']}/{index:02d}-{op.name}-{digest}/"
+        return _Input(params, data, identity, prefix, self._manifest(bucket, prefix))
+
+    def _run(self, request: Event, log: Any) -> tuple[list[Event], Event]:
+        started = time.perf_counter()
+        op, index, bucket = self.operation, request["step_index"], request["bucket"]
+        ahead = self._prefetched.pop(request["event_id"], None)
+        inp = ahead.result() if ahead is not None else self._read(request)
+        prefix = inp.prefix
+        if inp.manifest is not None:
+            log.info("outputs already written; reusing", prefix=prefix)
+            timing = self._timing(
+                index, started, backend=inp.manifest["backend"], details=inp.manifest["details"], reused=True
+            )
+            return inp.manifest["outputs"], timing
+        outputs = []
+        metadata = {
+            "darkroom-input-sha256": inp.identity["input_sha256"],
+            "darkroom-operation": f"{op.name}/{op.version}",
+        }
+        writes = []
+        result = op.run(inp.data, inp.params, self.settings.limits)
+        for rendition in result.renditions:
+            key = f"{prefix}{rendition.name}.{rendition.extension}"
+            put = partial(
+                self.store.put, bucket, key, rendition.data, content_type=rendition.content_type, metadata=metadata
+            )
+            writes.append(self._io.submit(self._storage, put, "write output"))
+            outputs.append(
+                {
+                    "step_index": index,
+                    "operation": op.name,
+                    "name": rendition.name,
+                    "bucket": bucket,
+                    "key": key,
+                    "size": len(rendition.data),
+                    "width": rendition.width,
+                    "height": rendition.height,
+                    "content_type": rendition.content_type,
+                    "sha256": hashlib.sha256(rendition.data).hexdigest(),
+                }
+            )
+        for write in writes:  # all outputs are durable before the manifest says so
+            write.result()
+        record = {
+            "identity": inp.identity,
+            "outputs": outputs,
+            "backend": result.backend,
+            "details": dict(result.details),
+        }
+        body = json.dumps(record, sort_keys=True).encode()
+        self._storage(
+            partial(self.store.put, bucket, prefix + MANIFEST, body, content_type="application/json"),
+            "write manifest",
+        )
+        timing = self._timing(index, started, backend=result.backend, details=result.details, reused=False)
+        return outputs, timing
+
+    def _manifest(self, bucket: str, prefix: str) -> Event | None:
+        """The finished step's manifest (outputs, backend, details), or None if not finished."""
+        try:
+            raw = self._storage(partial(self.store.get, bucket, prefix + MANIFEST), "read manifest")
+        except ObjectMissing:
+            return None
+        manifest: Event = json.loads(raw)
+        return manifest
+
+    def _timing(self, index: int, started: float, *, backend: str, details: Mapping[str, str], reused: bool) -> Event:
+        return {
+            "step_index": index,
+            "operation": self.operation.name,
+            "backend": backend,
+            "details": dict(details),
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "reused": reused,
+        }
+
+
+def ingest_spec(settings: Settings, serdes: Serdes) -> WorkerSpec:
+    return WorkerSpec(
+        name="ingest",
+        group_id=settings.topic("darkroom.ingest"),
+        topics=(settings.topic(UPLOADED),),
+        decode=serdes.upload.decode,
+        handle=Ingest(settings, serdes),
+    )
+
+
+def upscale_config(settings: Settings) -> UpscaleConfig:
+    """The upscale operation's configuration: weights in ``$DARKROOM_HOME/models``, where ``models fetch`` puts them."""
+    return UpscaleConfig(model_dir=settings.home / "models")
+
+
+def operation_for(settings: Settings, name: str) -> Operation:
+    """The operation called ``name``, configured for these settings (upscale's model directory)."""
+    if name == "upscale":
+        return Upscale(upscale_config(settings))
+    return get_operation(name)
+
+
+def operation_spec(settings: Settings, serdes: Serdes, store: ObjectStore, operation: str) -> WorkerSpec:
+    """The worker of one operation; unknown or unavailable operations raise here."""
+    op = operation_for(settings, operation)
+    step = OperationStep(settings, serdes, store, op)
+    return WorkerSpec(
+        name=operation,
+        group_id=settings.topic(f"darkroom.{operation}"),
+        topics=(settings.topic(step_topic(operation)),),
+        decode=serdes.step.decode,
+        handle=step,
+        max_batch=op.max_batch,
+        prefetch=step.prefetch,
+    )
+
+
+def worker_specs(settings: Settings, names: Sequence[str]) -> list[WorkerSpec]:
+    """Specs for ``ingest`` and/or operation names, sharing one serde set and store."""
+    serdes = Serdes(settings)
+    store = ObjectStore(settings)
+    return [
+        ingest_spec(settings, serdes) if name == "ingest" else operation_spec(settings, serdes, store, name)
+        for name in names
+    ]

@@ -1,0 +1,131 @@
+"""The one object-storage client (minio SDK), with its errors translated at the boundary.
+
+Missing objects are permanent (``object_missing``); connection problems and 5xx answers
+are retryable (``storage_unavailable``) and retried by ``streams.runtime.retry``. The SDK's own
+retries are off so that there is one retry policy.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+import urllib3
+from minio import Minio
+from minio.error import MinioException, S3Error
+
+from processors.errors import (
+    ConfigurationError,
+    FileTooLarge,
+    ObjectMissing,
+    StorageUnavailable,
+)
+from streams.config import Settings
+
+_MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"})
+_DENIED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"})
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    size: int
+    content_type: str
+    metadata: Mapping[str, str]
+
+
+@contextmanager
+def _translated(bucket: str, key: str = "") -> Iterator[None]:
+    where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+    try:
+        yield
+    except S3Error as exc:
+        if exc.code in _MISSING:
+            raise ObjectMissing(f"{where} does not exist") from None
+        if exc.code in _DENIED:
+            raise ConfigurationError(f"object storage refused access to {where}: {exc.code}") from None
+        raise StorageUnavailable(f"object storage error on {where}: {exc.code}") from None
+    except ValueError as exc:  # the SDK validates names locally: such an object cannot exist
+        raise ObjectMissing(f"{where} cannot exist: {exc}") from None
+    except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise StorageUnavailable(f"object storage unreachable for {where}: {type(exc).__name__}") from None
+
+
+class ObjectStore:
+    """Small facade over ``minio.Minio`` with darkroom's errors and timeouts."""
+
+    def __init__(self, settings: Settings) -> None:
+        endpoint, access_key, secret_key, secure = settings.s3_credentials()
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5, read=60),
+            retries=False,
+            maxsize=8,
+        )
+        self._client = Minio(
+            endpoint,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=secure,
+            region=settings.s3_region,
+            http_client=http,
+        )
+
+    def ensure_bucket(self, bucket: str) -> None:
+        with _translated(bucket):
+            if not self._client.bucket_exists(bucket):
+                try:
+                    self._client.make_bucket(bucket)
+                except S3Error as exc:
+                    if exc.code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                        raise
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo:
+        with _translated(bucket, key):
+            st = self._client.stat_object(bucket, key)
+        meta = {
+            k.lower().removeprefix("x-amz-meta-"): v
+            for k, v in (st.metadata or {}).items()
+            if k.lower().startswith("x-amz-meta-")
+        }
+        return ObjectInfo(size=st.size or 0, content_type=st.content_type or "", metadata=meta)
+
+    def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> bytes:
+        """Read a whole object; refuse one over ``max_bytes`` from its length header, unread."""
+        with _translated(bucket, key):
+            response = self._client.get_object(bucket, key)
+            try:
+                size = int(response.headers.get("Content-Length", "0"))
+                if max_bytes is not None and size > max_bytes:
+                    raise FileTooLarge(f"s3://{bucket}/{key} is {size} bytes; the limit is {max_bytes}")
+                data = response.read()
+            finally:
+                response.close()
+                response.release_conn()
+        if max_bytes is not None and len(data) > max_bytes:
+            raise FileTooLarge(f"s3://{bucket}/{key} is over the {max_bytes}-byte limit")
+        return data
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        with _translated(bucket, key):
+            self._client.put_object(
+                bucket,
+                key,
+                io.BytesIO(data),
+                len(data),
+                content_type=content_type,
+                metadata=dict(metadata or {}),
+            )
+
+    def presigned_get(self, bucket: str, key: str, expires: timedelta = timedelta(hours=1)) -> str:
+        with _translated(bucket, key):
+            return self._client.presigned_get_object(bucket, key, expires=expires)

@@ -1,0 +1,92 @@
+"""Runs several workers in one process and stops them cleanly on SIGTERM/SIGINT.
+
+Each worker owns a thread with its own consumer and producer. On a signal every worker
+finishes the record in hand (produce, wait for delivery, commit), then leaves its group,
+so partitions move to other members at once. A worker that crashes is restarted with
+backoff; the others keep going.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from typing import Protocol
+
+import structlog
+
+from streams.config import Settings
+from streams.runtime.worker import Worker, WorkerSpec
+
+_log = structlog.get_logger("darkroom.supervisor")
+
+
+class Service(Protocol):
+    """Anything the supervisor can run: a name, and a loop that returns once ``stop`` is set."""
+
+    name: str
+
+    def run(self, stop: threading.Event) -> None: ...
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        specs: Sequence[WorkerSpec],
+        services: Sequence[Service] = (),
+        resources: Sequence[Closeable] = (),
+    ) -> None:
+        """``resources`` (database connections…) are closed once every service has stopped."""
+        self.settings = settings
+        self.services: list[Service] = [Worker(settings, spec) for spec in specs] + list(services)
+        self.resources = list(resources)
+        self.stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _keep_running(self, service: Service) -> None:
+        backoff = 1.0
+        while not self.stop.is_set():
+            try:
+                service.run(self.stop)
+                return
+            except Exception:  # keep the other services alive; retry this one
+                _log.exception("service crashed; restarting", service=service.name, backoff_s=backoff)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def start(self) -> None:
+        for service in self.services:
+            thread = threading.Thread(target=self._keep_running, args=(service,), name=service.name)
+            thread.start()
+            self._threads.append(thread)
+
+    def join(self, timeout_s: float | None = None) -> None:
+        for thread in self._threads:
+            thread.join(timeout_s)
+        if not any(thread.is_alive() for thread in self._threads):
+            for resource in self.resources:
+                resource.close()
+            self.resources.clear()
+
+    def run_until_signalled(self) -> None:
+        """Block until SIGTERM or SIGINT, then stop every worker and wait for them."""
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            _log.info("stopping", signal=signal.Signals(signum).name)
+            self.stop.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.start()
+            while not self.stop.wait(0.5):
+                pass
+            self.join()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

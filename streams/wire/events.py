@@ -1,0 +1,115 @@
+"""Building the pipeline's events; every derived event id is a function of the upload.
+
+Ids are UUIDv5 of the upload event id and the event's role, so a redelivered or replayed
+upload yields the same step-request, completion and failure ids: sinks deduplicate on
+them and webhooks keep one ``webhook-id``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from processors.errors import DarkroomError
+from streams.config import Settings
+from streams.wire.serde import Serde
+
+Event = dict[str, Any]
+FinalStatus = Literal["completed", "failed"]
+_NAMESPACE = uuid.UUID("6f1d9a52-4d2e-4f0e-9a43-6d61726b726f")
+
+
+def derived_id(upload_event_id: str, role: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{upload_event_id}/{role}"))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Serdes:
+    """One serde per record type, built once per process from the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        url = settings.schema_registry_url
+        self.upload = Serde("UploadEvent", registry_url=url)
+        self.step = Serde("StepRequest", registry_url=url)
+        self.completed = Serde("ImageCompleted", registry_url=url)
+        self.failed = Serde("ImageFailed", registry_url=url)
+
+
+def step_request(
+    base: Event,
+    *,
+    upload_event_id: str,
+    pipeline: Sequence[dict[str, Any]],
+    step_index: int,
+    input_key: str,
+    outputs: Sequence[Event] = (),
+    timings: Sequence[Event] = (),
+) -> Event:
+    """The request for ``pipeline[step_index]``; ``base`` is the upload or previous request."""
+    return {
+        "event_id": derived_id(upload_event_id, f"step/{step_index}"),
+        "upload_event_id": upload_event_id,
+        "image_id": base["image_id"],
+        "bucket": base["bucket"],
+        "source_key": base.get("source_key", base.get("key")),
+        "pipeline": list(pipeline),
+        "step_index": step_index,
+        "input_key": input_key,
+        "outputs": list(outputs),
+        "timings": list(timings),
+        "callback_url": base.get("callback_url"),
+        "tenant": base.get("tenant"),
+        "submitted_at": base["submitted_at"],
+    }
+
+
+def completed(request: Event, outputs: Sequence[Event], timings: Sequence[Event]) -> Event:
+    return {
+        "event_id": derived_id(request["upload_event_id"], "completed"),
+        "upload_event_id": request["upload_event_id"],
+        "image_id": request["image_id"],
+        "bucket": request["bucket"],
+        "source_key": request["source_key"],
+        "pipeline": request["pipeline"],
+        "outputs": list(outputs),
+        "timings": list(timings),
+        "callback_url": request["callback_url"],
+        "tenant": request["tenant"],
+        "submitted_at": request["submitted_at"],
+        "completed_at": now(),
+    }
+
+
+def failed(
+    base: Event,
+    error: DarkroomError,
+    *,
+    upload_event_id: str,
+    step_index: int | None,
+    failed_step: str | None,
+    outputs: Sequence[Event] = (),
+    timings: Sequence[Event] = (),
+) -> Event:
+    return {
+        "event_id": derived_id(upload_event_id, "failed"),
+        "upload_event_id": upload_event_id,
+        "image_id": base["image_id"],
+        "bucket": base["bucket"],
+        "source_key": base.get("source_key", base.get("key")),
+        "error_code": error.code,
+        "message": error.message,
+        "retryable": error.retryable,
+        "failed_step": failed_step,
+        "step_index": step_index,
+        "outputs": list(outputs),
+        "timings": list(timings),
+        "callback_url": base.get("callback_url"),
+        "tenant": base.get("tenant"),
+        "submitted_at": base["submitted_at"],
+        "failed_at": now(),
+    }

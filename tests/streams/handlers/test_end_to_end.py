@@ -1,0 +1,159 @@
+"""The pipeline on a real broker and a real S3 server: good images, bad inputs, redelivery."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import uuid
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from PIL import Image
+
+from streams.client import Client
+from streams.config import Settings
+from streams.dev.samples import photo_jpeg
+from streams.handlers.steps import OperationStep, worker_specs
+from streams.runtime.storage import ObjectStore
+from streams.runtime.supervisor import Supervisor
+from streams.runtime.topics import DEAD_LETTER, FAILED, UPLOADED
+from streams.wire.events import Serdes
+from tests.helpers import decode_all, produce, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def workers(settings: Settings) -> Iterator[Supervisor]:
+    supervisor = Supervisor(settings, worker_specs(settings, ["ingest", "thumbnail"]))
+    supervisor.start()
+    yield supervisor
+    supervisor.stop.set()
+    supervisor.join(30)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny valid-looking PNG whose header declares ``width`` × ``height`` (a pixel bomb)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b"")
+    )
+
+
+def test_an_upload_reaches_a_completion_event_with_real_outputs(
+    settings: Settings, store: ObjectStore, workers: Supervisor
+) -> None:
+    client = Client(settings, store)
+    sub = client.submit(photo_jpeg(1200, 800, seed=3), "photo.jpg", "thumbnail:sizes=256+100x60,format=webp")
+    final = client.wait([sub], timeout_s=90)[sub.image_id]
+    assert final.status == "completed", final.event
+    outputs = final.event["outputs"]
+    assert [(o["width"], o["height"]) for o in outputs] == [(256, 171), (90, 60)]
+    for o in outputs:
+        data = store.get(o["bucket"], o["key"])
+        assert hashlib.sha256(data).hexdigest() == o["sha256"]
+        assert o["size"] == len(data)
+        with Image.open(io.BytesIO(data)) as img:
+            assert img.format == "WEBP" and img.size == (o["width"], o["height"])
+    (timing,) = final.event["timings"]
+    assert timing["operation"] == "thumbnail" and timing["backend"] and timing["duration_ms"] > 0
+
+
+def test_bad_inputs_fail_with_codes_and_the_partition_keeps_moving(
+    settings: Settings, store: ObjectStore, workers: Supervisor
+) -> None:
+    client = Client(settings, store)
+    good = photo_jpeg(800, 600, seed=4)
+    bad = {
+        "not_an_image": b"this is a text file, not a picture\n" * 10,
+        "truncated_image": good[: len(good) // 2],
+        "too_many_pixels": _png_claiming(30000, 30000),
+        "empty_input": b"",
+    }
+    subs = {
+        code: client.submit(data, f"{code}.jpg", "thumbnail:sizes=128", image_id=f"bad-{code}")
+        for code, data in bad.items()
+    }
+    # Events a producer could send but our client refuses to: raw upload events.
+    serdes = Serdes(settings)
+    raw = {
+        "object_missing": ("uploads/nowhere/missing.jpg", [{"operation": "thumbnail", "params": {}}]),
+        "unknown_operation": (subs["not_an_image"].key, [{"operation": "sharpen", "params": {}}]),
+        # A bad parameter in a later step fails the image before the first step runs.
+        "later_step_invalid": (
+            subs["not_an_image"].key,
+            [{"operation": "thumbnail", "params": {}}, {"operation": "upscale", "params": {"scale": "99"}}],
+        ),
+        "invalid_parameters": (subs["not_an_image"].key, [{"operation": "thumbnail", "params": {"sizes": "0"}}]),
+    }
+    topic = settings.topic(UPLOADED)
+    for code, (key, steps) in raw.items():
+        event = {
+            "event_id": f"raw-{code}",
+            "image_id": f"bad-{code}",
+            "bucket": settings.bucket,
+            "key": key,
+            "pipeline": steps,
+            "submitted_at": datetime.now(UTC),
+        }
+        produce(settings, UPLOADED, f"bad-{code}", serdes.upload.encode(event, topic))
+    produce(settings, UPLOADED, "bad-garbage", b"\x00\x01garbage that is not avro")
+    good_sub = client.submit(good, "good.jpg", "thumbnail:sizes=128")
+
+    final = client.wait([good_sub], timeout_s=90)
+    assert final[good_sub.image_id].status == "completed"
+
+    failures = decode_all(read_topic(settings, settings.topic(FAILED), expect=len(bad) + len(raw)), serdes.failed)
+    codes = {f["image_id"]: f for f in failures}
+    expected = {name: name for name in [*bad, *raw]} | {"later_step_invalid": "invalid_parameters"}
+    for name, code in expected.items():
+        failure = codes[f"bad-{name}"]
+        assert failure["error_code"] == code, failure
+        assert failure["message"]
+        assert failure["retryable"] is False
+    later = codes["bad-later_step_invalid"]
+    assert (later["step_index"], later["failed_step"], later["timings"]) == (1, "upscale", [])
+
+    (dead,) = read_topic(settings, settings.topic(DEAD_LETTER), expect=1)
+    assert dead.key == "bad-garbage"
+    assert dead.value == b"\x00\x01garbage that is not avro"
+    assert dead.headers["darkroom-error-code"] == b"undecodable_event"
+    assert dead.headers["darkroom-source-topic"] == topic.encode()
+
+
+def test_a_redelivered_step_reuses_finished_outputs(settings: Settings, store: ObjectStore) -> None:
+    import structlog
+
+    from processors import get_operation
+    from streams.wire import events
+    from streams.wire.pipeline import parse_spec
+
+    image_id = f"redeliver-{uuid.uuid4().hex}"
+    key = f"uploads/{image_id}/a.jpg"
+    store.put(settings.bucket, key, photo_jpeg(640, 480, seed=5), content_type="image/jpeg")
+    upload = {
+        "event_id": image_id,
+        "image_id": image_id,
+        "bucket": settings.bucket,
+        "key": key,
+        "submitted_at": datetime.now(UTC),
+    }
+    request = events.step_request(
+        upload, upload_event_id=image_id, pipeline=parse_spec("thumbnail:sizes=64+32"), step_index=0, input_key=key
+    )
+    serdes = Serdes(settings)
+    step = OperationStep(settings, serdes, store, get_operation("thumbnail"))
+    log = structlog.get_logger("test")
+    first = serdes.completed.decode(step(request, log)[0].value, "")
+    second = serdes.completed.decode(step(request, log)[0].value, "")
+    assert first["event_id"] == second["event_id"]
+    assert first["outputs"] == second["outputs"]
+    assert [t["reused"] for t in first["timings"]] == [False]
+    assert [t["reused"] for t in second["timings"]] == [True]

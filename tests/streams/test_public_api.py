@@ -1,0 +1,57 @@
+"""``streams``' public surface is exactly what is promised (as httpx tests its own)."""
+
+from __future__ import annotations
+
+import inspect
+
+import streams
+from processors import errors
+
+
+def test_the_exported_names_are_exactly_these() -> None:
+    assert streams.__all__ == [
+        "BrokerUnavailable",
+        "Client",
+        "ConfigurationError",
+        "DarkroomError",
+        "EmptyInput",
+        "FileTooLarge",
+        "FinalEvent",
+        "InvalidInputError",
+        "InvalidParameters",
+        "InvalidPipeline",
+        "InvalidWebhookSecret",
+        "InvalidWebhookUrl",
+        "LimitExceeded",
+        "ModelUnavailable",
+        "NotAnImage",
+        "ObjectMissing",
+        "OperationUnavailable",
+        "PermanentError",
+        "ProcessingFailed",
+        "RetryableError",
+        "Settings",
+        "StorageUnavailable",
+        "Submission",
+        "TooManyFrames",
+        "TooManyPixels",
+        "TruncatedImage",
+        "UndecodableEvent",
+        "UnknownOperation",
+        "UnsupportedImage",
+        "WebhookTargetBlocked",
+        "WebhookTargetUnresolvable",
+        "load_settings",
+    ]
+
+
+def test_the_exports_are_sorted_and_exist() -> None:
+    assert streams.__all__ == sorted(streams.__all__, key=lambda name: (name[0].islower(), name))
+    for name in streams.__all__:
+        assert getattr(streams, name) is not None
+
+
+def test_every_error_of_the_tree_is_exported() -> None:
+    """A new error class in ``processors.errors`` must be added to the public surface too."""
+    tree = {name for name, cls in inspect.getmembers(errors, inspect.isclass) if issubclass(cls, errors.DarkroomError)}
+    assert tree <= set(streams.__all__)
