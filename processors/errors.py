@@ -23,15 +23,23 @@ tree where they enter darkroom, never passed through.
     │   ├── ObjectMissing                   object_missing
     │   ├── UndecodableEvent                undecodable_event
     │   ├── ConfigurationError              configuration_error
+    │   │   ├── AccessRefused               configuration_error (a service refused darkroom's credentials)
     │   │   ├── ModelUnavailable            model_unavailable
     │   │   └── InvalidWebhookSecret        invalid_webhook_secret
+    │   ├── OutputRejected                  output_rejected
     │   ├── InvalidWebhookUrl               invalid_webhook_url
     │   └── WebhookTargetBlocked            webhook_target_blocked
     └── RetryableError                      retryable=True: may pass later
-        ├── StorageUnavailable              storage_unavailable
-        ├── BrokerUnavailable               broker_unavailable
+        ├── DependencyUnavailable           a service darkroom needs is down; the record is fine
+        │   ├── StorageUnavailable          storage_unavailable
+        │   ├── BrokerUnavailable           broker_unavailable
+        │   ├── RegistryUnavailable         registry_unavailable
+        │   └── DatabaseUnavailable         database_unavailable
         ├── ProcessingFailed                processing_failed
         └── WebhookTargetUnresolvable       webhook_target_unresolvable
+
+Workers treat ``DependencyUnavailable`` and ``AccessRefused`` as outages, not as the
+record's fault: they pause and wait instead of finalizing the image (``streams.runtime.worker``).
 """
 
 from __future__ import annotations
@@ -124,6 +132,20 @@ class ConfigurationError(PermanentError):
     code = "configuration_error"
 
 
+class AccessRefused(ConfigurationError):
+    """A service (object store, broker, database) refused darkroom's credentials.
+
+    Not the record's fault and not fixed by waiting alone: workers stop consuming and say
+    so, instead of failing the backlog; they resume once the credentials are accepted.
+    """
+
+
+class OutputRejected(PermanentError):
+    """The broker refused an output record for good (too large, not authorised, no such topic)."""
+
+    code = "output_rejected"
+
+
 class ModelUnavailable(ConfigurationError):
     """A learned model's weights are not prepared (or unreadable) and no fallback is allowed.
 
@@ -152,12 +174,28 @@ class WebhookTargetBlocked(PermanentError):
     code = "webhook_target_blocked"
 
 
-class StorageUnavailable(RetryableError):
+class DependencyUnavailable(RetryableError):
+    """A service darkroom depends on did not answer; the record itself is fine."""
+
+
+class StorageUnavailable(DependencyUnavailable):
     code = "storage_unavailable"
 
 
-class BrokerUnavailable(RetryableError):
+class BrokerUnavailable(DependencyUnavailable):
     code = "broker_unavailable"
+
+
+class RegistryUnavailable(DependencyUnavailable):
+    """The schema registry did not answer: an outage, never a reason to dead-letter a record."""
+
+    code = "registry_unavailable"
+
+
+class DatabaseUnavailable(DependencyUnavailable):
+    """The result database did not answer, or its connection broke."""
+
+    code = "database_unavailable"
 
 
 class ProcessingFailed(RetryableError):

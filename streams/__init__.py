@@ -12,9 +12,12 @@ but may change without notice; the README's Layout section says which room holds
 """
 
 from processors.errors import (
+    AccessRefused,
     BrokerUnavailable,
     ConfigurationError,
     DarkroomError,
+    DatabaseUnavailable,
+    DependencyUnavailable,
     EmptyInput,
     FileTooLarge,
     InvalidInputError,
@@ -27,8 +30,10 @@ from processors.errors import (
     NotAnImage,
     ObjectMissing,
     OperationUnavailable,
+    OutputRejected,
     PermanentError,
     ProcessingFailed,
+    RegistryUnavailable,
     RetryableError,
     StorageUnavailable,
     TooManyFrames,
@@ -44,10 +49,13 @@ from streams.client import Client, FinalEvent, Submission
 from streams.config import Settings, load_settings
 
 __all__ = [
+    "AccessRefused",
     "BrokerUnavailable",
     "Client",
     "ConfigurationError",
     "DarkroomError",
+    "DatabaseUnavailable",
+    "DependencyUnavailable",
     "EmptyInput",
     "FileTooLarge",
     "FinalEvent",
@@ -61,8 +69,10 @@ __all__ = [
     "NotAnImage",
     "ObjectMissing",
     "OperationUnavailable",
+    "OutputRejected",
     "PermanentError",
     "ProcessingFailed",
+    "RegistryUnavailable",
     "RetryableError",
     "Settings",
     "StorageUnavailable",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -56,8 +57,16 @@ class Settings:
     session_timeout_ms: int = 10_000
     max_poll_interval_ms: int = 300_000
     batch_size: int = 8
+    max_message_bytes: int = 4 * 1024 * 1024
     storage_attempts: int = 5
     storage_backoff_s: float = 0.5
+    # Outages (streams/runtime/worker.py): a worker whose dependency is down pauses and
+    # waits, backing off from retry_backoff_s to retry_max_backoff_s; a record that waited
+    # retry_timeout_s in all is failed with the outage's retryable code (0: at once).
+    retry_timeout_s: float = 86_400.0
+    retry_backoff_s: float = 1.0
+    retry_max_backoff_s: float = 30.0
+    poison_attempts: int = 3
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_frames: int = DEFAULT_MAX_FRAMES
@@ -123,6 +132,11 @@ class Settings:
             else str(getattr(self, f.name))
             for f in fields(self)
         }
+
+
+def mask_url(url: str) -> str:
+    """``url`` without its credentials, fit for logs and messages."""
+    return re.sub(r"//[^@/]*@", "//***@", url)
 
 
 def _parse_bool(raw: str) -> bool:

@@ -5,8 +5,9 @@ write outputs → write the manifest → return the next request (or the complet
 Output keys are a function of image id, step, operation version, canonical params and the
 input's sha256, so a redelivery or replay writes the same bytes to the same keys; the
 manifest, written last, marks the step finished so a redelivery after a crash skips the
-work. Every failure becomes a failure event; only an unacknowledged produce (handled by
-the loop) keeps a record from being committed.
+work. Every failure of the image becomes a failure event; outages (a dependency that
+does not answer) are raised to the loop, which pauses instead of failing the image, and
+so are unexpected exceptions, which the loop retries and then fails through ``fail``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from functools import partial
 from typing import Any
 
 from processors import get_operation
-from processors.errors import DarkroomError, InvalidPipeline, ObjectMissing, ProcessingFailed
+from processors.errors import DarkroomError, InvalidPipeline, ObjectMissing
 from processors.operation import Operation
 from processors.upscale import Upscale, UpscaleConfig
 from streams.config import Settings
@@ -29,7 +30,7 @@ from streams.runtime.kafka import Record
 from streams.runtime.retry import retry
 from streams.runtime.storage import ObjectStore
 from streams.runtime.topics import COMPLETED, FAILED, UPLOADED, step_topic
-from streams.runtime.worker import WorkerSpec
+from streams.runtime.worker import OUTAGES, WorkerSpec
 from streams.wire import events, pipeline
 from streams.wire.events import Event, Serdes
 
@@ -81,6 +82,11 @@ class Ingest:
         )
         return [_record(self.settings, step_topic(steps[0]["operation"]), request, self.serdes.step)]
 
+    def fail(self, upload: Event, exc: DarkroomError) -> list[Record]:
+        """The failure event of an upload the loop gives up on."""
+        failure = events.failed(upload, exc, upload_event_id=upload["event_id"], step_index=None, failed_step=None)
+        return [_record(self.settings, FAILED, failure, self.serdes.failed)]
+
 
 class OperationStep:
     """Runs one operation's step of a pipeline for one request."""
@@ -104,12 +110,11 @@ class OperationStep:
         log = log.bind(step=self.operation.name, step_index=index)
         try:
             outputs, timing = self._run(request, log)
+        except OUTAGES:
+            raise
         except DarkroomError as exc:
-            return [self._failure(request, exc, log)]
-        except Exception as exc:  # a bug or resource exhaustion in an operation
-            log.exception("operation crashed")
-            error = ProcessingFailed(f"{self.operation.name} failed unexpectedly: {type(exc).__name__}: {exc}")
-            return [self._failure(request, error, log)]
+            log.info("step failed", error_code=exc.code, error=exc.message, retryable=exc.retryable)
+            return self.fail(request, exc)
         all_outputs = [*request["outputs"], *outputs]
         timings = [*request["timings"], timing]
         steps = request["pipeline"]
@@ -127,8 +132,8 @@ class OperationStep:
         done = events.completed(request, all_outputs, timings)
         return [_record(self.settings, COMPLETED, done, self.serdes.completed)]
 
-    def _failure(self, request: Event, exc: DarkroomError, log: Any) -> Record:
-        log.info("step failed", error_code=exc.code, error=exc.message, retryable=exc.retryable)
+    def fail(self, request: Event, exc: DarkroomError) -> list[Record]:
+        """The failure event of this step's request: the outputs and timings of the steps before it."""
         failure = events.failed(
             request,
             exc,
@@ -138,7 +143,7 @@ class OperationStep:
             outputs=request["outputs"],
             timings=request["timings"],
         )
-        return _record(self.settings, FAILED, failure, self.serdes.failed)
+        return [_record(self.settings, FAILED, failure, self.serdes.failed)]
 
     def _storage(self, fn: Any, what: str) -> Any:
         s = self.settings
@@ -166,7 +171,8 @@ class OperationStep:
         started = time.perf_counter()
         op, index, bucket = self.operation, request["step_index"], request["bucket"]
         ahead = self._prefetched.pop(request["event_id"], None)
-        inp = ahead.result() if ahead is not None else self._read(request)
+        # a read ahead that failed (an outage since over, say) is read again, not trusted
+        inp = ahead.result() if ahead is not None and ahead.exception() is None else self._read(request)
         prefix = inp.prefix
         if inp.manifest is not None:
             log.info("outputs already written; reusing", prefix=prefix)
@@ -238,12 +244,14 @@ class OperationStep:
 
 
 def ingest_spec(settings: Settings, serdes: Serdes) -> WorkerSpec:
+    ingest = Ingest(settings, serdes)
     return WorkerSpec(
         name="ingest",
         group_id=settings.topic("darkroom.ingest"),
         topics=(settings.topic(UPLOADED),),
         decode=serdes.upload.decode,
-        handle=Ingest(settings, serdes),
+        handle=ingest,
+        fail=ingest.fail,
     )
 
 
@@ -269,6 +277,7 @@ def operation_spec(settings: Settings, serdes: Serdes, store: ObjectStore, opera
         topics=(settings.topic(step_topic(operation)),),
         decode=serdes.step.decode,
         handle=step,
+        fail=step.fail,
         max_batch=op.max_batch,
         prefetch=step.prefetch,
     )

@@ -1,26 +1,53 @@
 """confluent-kafka clients configured once, and the one way to produce durably.
 
 ``deliver`` returns only after the broker acknowledged every record (acks=all,
-idempotent producer): callers commit input offsets after it, never before.
+idempotent producer): callers commit input offsets after it, never before. It sorts what
+can go wrong the way the loop must react to it: a producer the library declares unusable
+(``ProducerFailed``: fatal error, fenced) is to be rebuilt; a broker that did not answer
+(``BrokerUnavailable``) is an outage to wait out; a record the broker refuses for good
+(too large, not authorised, unknown topic) comes back in the result, so its input can be
+failed with ``output_rejected`` instead of being retried forever.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from processors.errors import BrokerUnavailable
 from streams.config import Settings
 
+_PERMANENT = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError._INVALID_ARG,
+    }
+)
+"""Delivery errors that no retry can fix: the record, not the broker, is the problem."""
+
+_FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
+
+
+class ProducerFailed(BrokerUnavailable):
+    """The producer is unusable (fatal error, fenced): build a new one, then retry."""
+
 
 @dataclass(frozen=True)
 class Record:
-    """A record to produce; ``key`` is the image id."""
+    """A record to produce; ``key`` is the image id (bytes where they must stay as they came)."""
 
     topic: str
-    key: str
+    key: str | bytes | None
     value: bytes
     headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
 
@@ -33,7 +60,7 @@ def make_producer(settings: Settings) -> Producer:
             "acks": "all",
             "linger.ms": 5,
             "delivery.timeout.ms": 30_000,
-            "message.max.bytes": 4 * 1024 * 1024,
+            "message.max.bytes": settings.max_message_bytes,
         }
     )
 
@@ -54,19 +81,54 @@ def make_consumer(settings: Settings, group_id: str, **extra: object) -> Consume
     )
 
 
-def deliver(producer: Producer, records: Sequence[Record], timeout_s: float = 60.0) -> None:
-    """Produce ``records`` and wait for every delivery report; raise if any failed."""
-    errors: list[KafkaError] = []
+def _check(err: KafkaError) -> str | None:
+    """Raise for an error the whole batch must react to; return the reason of a refused record."""
+    if err.fatal() or err.code() in _FENCED:
+        raise ProducerFailed(f"the Kafka producer is unusable: {err.str()}")
+    if err.code() in _PERMANENT:
+        return err.str()
+    raise BrokerUnavailable(f"Kafka did not acknowledge the output: {err.str()}")
 
-    def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            errors.append(err)
 
-    for rec in records:
-        producer.produce(
-            rec.topic, key=rec.key.encode(), value=rec.value, headers=list(rec.headers), on_delivery=on_delivery
-        )
+def _report(errors: list[tuple[int, KafkaError]], index: int, err: KafkaError | None, _msg: Message) -> None:
+    if err is not None:
+        errors.append((index, err))
+
+
+def deliver(producer: Producer, records: Sequence[Record], timeout_s: float = 60.0) -> dict[int, str]:
+    """Produce ``records`` and wait for every delivery report.
+
+    Returns the records the broker refused for good, by index, with the reason. Raises
+    ``ProducerFailed`` (rebuild the producer) or ``BrokerUnavailable`` (wait) otherwise.
+    """
+    refused: dict[int, str] = {}
+    errors: list[tuple[int, KafkaError]] = []
+    for index, rec in enumerate(records):
+        key = rec.key.encode() if isinstance(rec.key, str) else rec.key
+        while True:
+            try:
+                producer.produce(
+                    rec.topic,
+                    key=key,
+                    value=rec.value,
+                    headers=list(rec.headers),
+                    on_delivery=partial(_report, errors, index),
+                )
+                break
+            except BufferError:  # the local queue is full: let deliveries drain, then go on
+                producer.poll(0.5)
+            except KafkaException as exc:  # refused before sending (e.g. larger than message.max.bytes)
+                reason = _check(exc.args[0])
+                if reason is not None:
+                    refused[index] = reason
+                break
     remaining = producer.flush(timeout_s)
-    if errors or remaining:
-        reason = errors[0].str() if errors else f"{remaining} records still queued after {timeout_s}s"
-        raise BrokerUnavailable(f"Kafka did not acknowledge the output: {reason}")
+    for index, err in errors:
+        reason = _check(err)
+        if reason is not None:
+            refused[index] = reason
+    if remaining:
+        raise BrokerUnavailable(
+            f"Kafka did not acknowledge the output: {remaining} records still queued after {timeout_s}s"
+        )
+    return refused

@@ -15,6 +15,14 @@ T = TypeVar("T")
 _log = structlog.get_logger("darkroom.retry")
 
 
+def backoff_delay(attempt: int, first_s: float, max_s: float) -> float:
+    """The wait before try ``attempt + 1``: doubling from ``first_s``, capped, jittered to 50–100 %.
+
+    Jitter keeps a fleet of workers from hammering a recovering service in lockstep.
+    """
+    return min(max_s, first_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
 def retry(
     fn: Callable[[], T],
     *,
@@ -26,8 +34,7 @@ def retry(
 ) -> T:
     """Call ``fn`` until it succeeds, re-raising the last ``RetryableError`` after ``attempts``.
 
-    Permanent errors pass straight through: retrying cannot fix them. Jitter keeps a
-    fleet of workers from hammering a recovering service in lockstep.
+    Permanent errors pass straight through: retrying cannot fix them.
     """
     for attempt in range(1, attempts + 1):
         try:
@@ -35,7 +42,7 @@ def retry(
         except RetryableError as exc:
             if attempt == attempts:
                 raise
-            delay = min(max_backoff_s, backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            delay = backoff_delay(attempt, backoff_s, max_backoff_s)
             _log.warning("retrying", what=what, attempt=attempt, error_code=exc.code, delay_s=round(delay, 3))
             sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover

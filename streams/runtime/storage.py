@@ -18,7 +18,7 @@ from minio import Minio
 from minio.error import MinioException, S3Error
 
 from processors.errors import (
-    ConfigurationError,
+    AccessRefused,
     FileTooLarge,
     ObjectMissing,
     StorageUnavailable,
@@ -45,7 +45,7 @@ def _translated(bucket: str, key: str = "") -> Iterator[None]:
         if exc.code in _MISSING:
             raise ObjectMissing(f"{where} does not exist") from None
         if exc.code in _DENIED:
-            raise ConfigurationError(f"object storage refused access to {where}: {exc.code}") from None
+            raise AccessRefused(f"object storage refused access to {where}: {exc.code}") from None
         raise StorageUnavailable(f"object storage error on {where}: {exc.code}") from None
     except ValueError as exc:  # the SDK validates names locally: such an object cannot exist
         raise ObjectMissing(f"{where} cannot exist: {exc}") from None

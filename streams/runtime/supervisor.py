@@ -16,6 +16,7 @@ from typing import Protocol
 
 import structlog
 
+from processors.errors import DarkroomError
 from streams.config import Settings
 from streams.runtime.worker import Worker, WorkerSpec
 
@@ -54,11 +55,14 @@ class Supervisor:
         while not self.stop.is_set():
             try:
                 service.run(self.stop)
-                return
-            except Exception:  # keep the other services alive; retry this one
+            except DarkroomError as exc:  # e.g. a producer that kept failing: the worker left its group
+                _log.error("service stopped; restarting", service=service.name, error_code=exc.code, error=exc.message)
+            except Exception:  # a bug: keep the other services alive, keep the traceback for the report
                 _log.exception("service crashed; restarting", service=service.name, backoff_s=backoff)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+            else:
+                return
+            self.stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
 
     def start(self) -> None:
         for service in self.services:

@@ -1,39 +1,78 @@
 """The one consume → decode → process → produce → commit loop.
 
-Every consumer group of darkroom (ingest, each operation) is this loop with a different
-decoder and handler. Records are taken in small batches (what is already fetched, up to
-``batch_size``); the input offsets are committed synchronously only after every record the
-handlers returned was acknowledged by the broker (``streams.runtime.kafka.deliver``), so a worker
-killed at any moment loses nothing; a kill costs at most one batch of redelivered records,
-and handlers make duplicates harmless (deterministic ids, keys and reused outputs).
-Records that cannot be decoded go to the dead-letter topic with the reason in headers.
+Every consumer group of darkroom (ingest, each operation, the result writer) is this
+loop with a different decoder and handler or sink. Records are taken in small batches
+(what is already fetched, up to ``batch_size``); input offsets are committed
+synchronously only after every record the handlers returned was acknowledged by the
+broker (``streams.runtime.kafka.deliver``), so a worker killed at any moment loses
+nothing; a kill costs at most one batch of redelivered records, and handlers make
+duplicates harmless (deterministic ids, keys and reused outputs).
+
+What the loop does when something goes wrong, so that handlers need not:
+
+- **Undecodable bytes** go to the dead-letter topic, key and value exactly as they came.
+- **An outage** (``DependencyUnavailable``: object store, schema registry, database,
+  broker) or refused credentials (``AccessRefused``) is nobody's fault in the record: the
+  records before it are delivered and committed, the rest are sought back, the
+  partitions are paused and the loop waits (``backoff_delay``: doubling from
+  ``retry_backoff_s`` to ``retry_max_backoff_s``, jittered) while polling, so the
+  consumer keeps its group membership; then it reads them again. A record that has
+  waited ``retry_timeout_s`` in all is finalized by the handler's ``fail`` with the
+  outage's retryable code; sinks (no ``fail``) never drop a final event and keep waiting.
+- **A poison record** (a handler or sink raised something unexpected) is tried
+  ``poison_attempts`` times with backoff, then failed through ``fail`` with
+  ``processing_failed``, or dead-lettered with the reason; a failing sink batch is
+  written record by record to find it. Its neighbours and other partitions keep moving.
+- **A producer the library declares unusable** (fatal, fenced) is replaced by a new one
+  and the batch retried; after ``_MAX_PRODUCER_FAILURES`` in a row the worker gives up,
+  leaves its group so its partitions move, and the supervisor restarts it.
+- **An output the broker refuses for good** (too large, not authorised) fails its input
+  with ``output_rejected`` (or dead-letters it), instead of being retried forever.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from processors.errors import BrokerUnavailable, UndecodableEvent
+from processors.errors import (
+    AccessRefused,
+    BrokerUnavailable,
+    DarkroomError,
+    DependencyUnavailable,
+    OutputRejected,
+    ProcessingFailed,
+    UndecodableEvent,
+)
 from streams.config import Settings
-from streams.runtime.kafka import Record, deliver, make_consumer, make_producer
+from streams.runtime.kafka import ProducerFailed, Record, deliver, make_consumer, make_producer
+from streams.runtime.retry import backoff_delay
 from streams.runtime.topics import DEAD_LETTER
 
 _POLL_WHILE_BUSY_S = 1.0
-"""How often a long batch's loop polls its paused consumer."""
+"""How often a long batch's (or a waiting worker's) loop polls its paused consumer."""
+_MAX_PRODUCER_FAILURES = 3
+"""Producers rebuilt in a row without one successful delivery before the worker gives up."""
+
+OUTAGES = (DependencyUnavailable, AccessRefused)
+"""Errors that pause a worker instead of failing the record in hand."""
 
 Event = dict[str, Any]
 Decoder = Callable[[bytes | None, str], Event]
 Handler = Callable[[Event, Any], list[Record]]
-"""Turns one decoded event into the records to produce; gets a bound structlog logger."""
+"""Turns one decoded event into the records to produce; gets a bound structlog logger.
+Raises ``OUTAGES`` to pause; anything else unexpected makes the record a poison suspect."""
+Failer = Callable[[Event, DarkroomError], list[Record]]
+"""The records that finalize an event that will not be handled (its failure event)."""
 BatchWriter = Callable[[list[tuple["Received", Event]], Any], None]
 """A sink: makes a whole batch of decoded events durable (one transaction) before returning."""
 
@@ -45,7 +84,7 @@ class Received:
     topic: str
     partition: int
     offset: int
-    key: bytes
+    key: bytes | None
     value: bytes | None
 
     @classmethod
@@ -53,7 +92,7 @@ class Received:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         if topic is None or partition is None or offset is None:
             raise BrokerUnavailable("consumed a record without a position")
-        return cls(topic, partition, offset, msg.key() or b"", msg.value())
+        return cls(topic, partition, offset, msg.key(), msg.value())
 
 
 @dataclass(frozen=True)
@@ -66,6 +105,9 @@ class WorkerSpec:
     decode: Decoder
     handle: Handler | None = None
     write: BatchWriter | None = None
+    fail: Failer | None = None
+    """Finalizes an event the loop gives up on (poison, spent retry budget, refused output);
+    without it such records are dead-lettered, or (outages) waited for indefinitely."""
     max_batch: int | None = None
     """Caps ``Settings.batch_size`` for slow handlers, so a crash repeats little work."""
     prefetch: Callable[[Event], None] | None = None
@@ -73,7 +115,25 @@ class WorkerSpec:
     next input's storage reads overlap the current computation (at most one ahead)."""
 
 
-def _positions(batch: list[Received], *, first: bool) -> list[TopicPartition]:
+@dataclass
+class _Done:
+    """A record the batch finished with: the records it produces, and its event once decoded."""
+
+    msg: Received
+    records: list[Record]
+    event: Event | None = None
+
+
+@dataclass
+class _Outcome:
+    """A batch's processed prefix, and where (and why) it stopped if an outage stopped it."""
+
+    done: list[_Done] = field(default_factory=list)
+    rest: list[Received] = field(default_factory=list)
+    outage: DarkroomError | None = None
+
+
+def _positions(batch: Sequence[Received], *, first: bool) -> list[TopicPartition]:
     """Per partition: the first offset of the batch (to re-read) or the next one (to commit)."""
     positions: dict[tuple[str, int], int] = {}
     for msg in batch:
@@ -91,11 +151,18 @@ class Worker:
         self.spec = spec
         self.name = f"worker-{spec.name}"
         self.log = structlog.get_logger("darkroom.worker").bind(worker=spec.name, group=spec.group_id)
+        self._stop = threading.Event()
+        self._waiting_since: dict[tuple[str, int, int], float] = {}
+        """When each record stalled by an outage first stalled (its retry budget's start)."""
+        self._outages = 0
+        """Outage waits in a row: the backoff's exponent."""
 
     def run(self, stop: threading.Event) -> None:
         """Process records until ``stop`` is set; the batch in hand is always finished."""
+        self._stop = stop
         consumer = make_consumer(self.settings, self.spec.group_id)
         producer = make_producer(self.settings)
+        producer_failures = 0
         busy = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.spec.name}-batch")
         consumer.subscribe(list(self.spec.topics))
         self.log.info("worker started")
@@ -104,22 +171,33 @@ class Worker:
                 batch = self._next_batch(consumer)
                 if not batch:
                     continue
+                outcome = self._in_group(consumer, busy, batch)
                 try:
-                    deliver(producer, self._process_in_group(consumer, busy, batch))
-                except BrokerUnavailable as exc:
-                    # Not acknowledged: commit nothing; read the same records again later.
-                    self.log.warning("output not delivered; will retry", error=exc.message)
-                    for tp in _positions(batch, first=True):
-                        consumer.seek(tp)
-                    stop.wait(1.0)
+                    self._deliver(producer, outcome.done)
+                except ProducerFailed as exc:
+                    producer_failures += 1
+                    if producer_failures >= _MAX_PRODUCER_FAILURES:
+                        raise
+                    self.log.warning("producer unusable; building a new one", error=exc.message)
+                    producer = make_producer(self.settings)
+                    self._wait_out(consumer, batch, exc)
                     continue
-                self._commit(consumer, batch)
+                except BrokerUnavailable as exc:
+                    self._wait_out(consumer, batch, exc)
+                    continue
+                producer_failures = 0
+                self._commit(consumer, [d.msg for d in outcome.done])
+                if outcome.outage is not None:
+                    self._wait_out(consumer, outcome.rest, outcome.outage)
+                else:
+                    self._outages = 0
         finally:
             busy.shutdown()
             producer.flush(10)
             consumer.close()  # leaves the group so partitions move without waiting for a timeout
             self.log.info("worker stopped")
 
+    # -- reading --------------------------------------------------------------------
     def _next_batch(self, consumer: Consumer) -> list[Received]:
         """Wait up to 0.5 s for one record, then take what is already fetched (up to batch_size).
 
@@ -142,15 +220,15 @@ class Worker:
                 batch.append(Received.of(msg))
         return batch
 
-    def _process_in_group(self, consumer: Consumer, busy: ThreadPoolExecutor, batch: list[Received]) -> list[Record]:
-        """``_process`` the batch, keeping the consumer in its group however long that takes.
+    def _in_group(self, consumer: Consumer, busy: ThreadPoolExecutor, batch: list[Received]) -> _Outcome:
+        """``_process`` the batch on the helper thread, keeping the consumer in its group however long it takes.
 
-        The batch runs on a helper thread; if it is not done within half of
-        ``max.poll.interval.ms``, the consumer's partitions are paused and the consumer is
-        polled every ``_POLL_WHILE_BUSY_S`` until it is, which restarts that interval (an
-        upscale on CPU can run for many minutes) and serves rebalances. A record a new
-        assignment hands out meanwhile is sought back, to be read after the batch. Short
-        batches never pause: a resumed partition is fetched afresh, which costs time.
+        If it is not done within half of ``max.poll.interval.ms``, the consumer's
+        partitions are paused and the consumer is polled every ``_POLL_WHILE_BUSY_S``
+        until it is, which restarts that interval (an upscale on CPU can run for many
+        minutes) and serves rebalances. A record a new assignment hands out meanwhile is
+        sought back, to be read after the batch. Short batches never pause: a resumed
+        partition is fetched afresh, which costs time.
         """
         future = busy.submit(self._process, batch)
         try:
@@ -169,7 +247,7 @@ class Worker:
             consumer.resume(consumer.assignment())
 
     def _put_back(self, consumer: Consumer, msg: Message | None) -> None:
-        """A record polled during a long batch (a rebalance assigned its partition): read it later."""
+        """A record polled while the partitions are paused (a rebalance assigned its partition): read it later."""
         if msg is None:
             return
         error = msg.error()
@@ -180,26 +258,25 @@ class Worker:
         consumer.seek(TopicPartition(got.topic, got.partition, got.offset))
         consumer.pause([TopicPartition(got.topic, got.partition)])
 
-    def _process(self, batch: list[Received]) -> list[Record]:
-        """Decode each record (dead-lettering what cannot be), then handle or sink them."""
-        records: list[Record] = []
+    # -- processing -----------------------------------------------------------------
+    def _process(self, batch: list[Received]) -> _Outcome:
+        """Decode and handle (or sink) the batch in order, stopping at the first outage."""
+        outcome = _Outcome()
         decoded: list[tuple[Received, Event]] = []
-        for msg in batch:
+        for i, msg in enumerate(batch):
+            log = self.log.bind(topic=msg.topic, partition=msg.partition, offset=msg.offset)
             try:
-                decoded.append((msg, self.spec.decode(msg.value, msg.topic)))
+                event = self.spec.decode(msg.value, msg.topic)
             except UndecodableEvent as exc:
-                self.log.bind(topic=msg.topic, partition=msg.partition, offset=msg.offset).warning(
-                    "undecodable record sent to dead-letter topic", error=exc.message
-                )
-                records.append(self._dead_letter(msg, exc))
+                log.warning("undecodable record sent to dead-letter topic", error=exc.message)
+                outcome.done.append(_Done(msg, [self._dead_letter(msg, exc)]))
+                continue
+            except OUTAGES as exc:
+                outcome.rest, outcome.outage = batch[i:], exc
+                break
+            decoded.append((msg, event))
         if self.spec.handle is None:
-            if decoded and self.spec.write is not None:
-                started = time.perf_counter()
-                self.spec.write(decoded, self.log)
-                self.log.info(
-                    "batch written", records=len(decoded), ms=round((time.perf_counter() - started) * 1000, 1)
-                )
-            return records
+            return self._sink(decoded, outcome)
         for i, (msg, event) in enumerate(decoded):
             if self.spec.prefetch is not None and i + 1 < len(decoded):
                 self.spec.prefetch(decoded[i + 1][1])
@@ -210,18 +287,134 @@ class Worker:
                 image_id=event.get("image_id"),
                 event_id=event.get("event_id"),
             )
+            try:
+                outcome.done.append(_Done(msg, self._handle(msg, event, log), event))
+            except OUTAGES as exc:
+                outcome.rest = [m for m, _ in decoded[i:]] + outcome.rest
+                outcome.outage = exc
+                break
+        return outcome
+
+    def _handle(self, msg: Received, event: Event, log: Any) -> list[Record]:
+        """One record through the handler: outages raise (unless its budget is spent), poison is isolated."""
+        assert self.spec.handle is not None
+        for attempt in range(1, self.settings.poison_attempts + 1):
             started = time.perf_counter()
-            emitted = self.spec.handle(event, log)
+            try:
+                emitted = self.spec.handle(event, log)
+            except OUTAGES as exc:
+                return self._stalled(msg, event, exc, log)
+            except DarkroomError as exc:  # typed and permanent: no retry can help
+                return self._give_up(msg, event, exc, log)
+            except Exception as exc:
+                if attempt < self.settings.poison_attempts:
+                    delay = backoff_delay(attempt, self.settings.retry_backoff_s, self.settings.retry_max_backoff_s)
+                    log.warning("handler raised; retrying", attempt=attempt, error=type(exc).__name__, delay_s=delay)
+                    self._stop.wait(delay)
+                    continue
+                log.error("handler raised on every attempt; failing the record", exc_info=True)
+                error = ProcessingFailed(f"{self.spec.name} failed unexpectedly ({type(exc).__name__})")
+                return self._give_up(msg, event, error, log)
+            self._waiting_since.pop((msg.topic, msg.partition, msg.offset), None)
             log.info(
                 "processed", ms=round((time.perf_counter() - started) * 1000, 1), emitted=[r.topic for r in emitted]
             )
-            records.extend(emitted)
-        return records
+            return emitted
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _dead_letter(self, msg: Received, exc: UndecodableEvent) -> Record:
+    def _stalled(self, msg: Received, event: Event, exc: DarkroomError, log: Any) -> list[Record]:
+        """An outage hit this record: raise to pause, or finalize it once its retry budget is spent."""
+        since = self._waiting_since.setdefault((msg.topic, msg.partition, msg.offset), time.monotonic())
+        spent = time.monotonic() - since >= self.settings.retry_timeout_s
+        if self.spec.fail is None or not spent or isinstance(exc, AccessRefused):
+            raise exc
+        log.warning("outage outlasted DARKROOM_RETRY_TIMEOUT_S; failing the record", error_code=exc.code)
+        self._waiting_since.pop((msg.topic, msg.partition, msg.offset), None)
+        return self.spec.fail(event, exc)
+
+    def _give_up(self, msg: Received, event: Event, error: DarkroomError, log: Any) -> list[Record]:
+        log.warning("record failed", error_code=error.code, error=error.message)
+        if self.spec.fail is not None:
+            return self.spec.fail(event, error)
+        return [self._dead_letter(msg, error)]
+
+    def _sink(self, decoded: list[tuple[Received, Event]], outcome: _Outcome) -> _Outcome:
+        """Write the decoded records as one batch; if it raises, one by one to isolate the poison."""
+        if not decoded or self.spec.write is None:
+            return outcome
+        started = time.perf_counter()
+        try:
+            self.spec.write(decoded, self.log)
+        except OUTAGES as exc:
+            outcome.rest = [m for m, _ in decoded] + outcome.rest
+            outcome.outage = exc
+            return outcome
+        except Exception as exc:
+            if len(decoded) == 1:
+                return self._sink_alone(decoded[0], outcome, exc)
+            self.log.warning("batch write raised; writing record by record", error=type(exc).__name__)
+            for i, item in enumerate(decoded):
+                outcome = self._sink([item], outcome)
+                if outcome.outage is not None:
+                    outcome.rest = [m for m, _ in decoded[i + 1 :]] + outcome.rest
+                    return outcome
+            return outcome
+        outcome.done.extend(_Done(msg, [], event) for msg, event in decoded)
+        self.log.info("batch written", records=len(decoded), ms=round((time.perf_counter() - started) * 1000, 1))
+        return outcome
+
+    def _sink_alone(self, item: tuple[Received, Event], outcome: _Outcome, first: Exception) -> _Outcome:
+        """One record that made the sink raise: retried with backoff, then dead-lettered with the reason."""
+        assert self.spec.write is not None
+        msg, event = item
+        log = self.log.bind(topic=msg.topic, partition=msg.partition, offset=msg.offset, event_id=event.get("event_id"))
+        error: Exception = first
+        for attempt in range(1, self.settings.poison_attempts):
+            self._stop.wait(backoff_delay(attempt, self.settings.retry_backoff_s, self.settings.retry_max_backoff_s))
+            try:
+                self.spec.write([item], log)
+            except OUTAGES as exc:
+                outcome.rest, outcome.outage = [msg, *outcome.rest], exc
+                return outcome
+            except Exception as exc:
+                error = exc
+                continue
+            outcome.done.append(_Done(msg, [], event))
+            return outcome
+        log.error("sink raised on every attempt; dead-lettering the record", error=type(error).__name__)
+        reason = ProcessingFailed(f"{self.spec.name} could not store the record ({type(error).__name__}: {error})")
+        outcome.done.append(_Done(msg, [self._dead_letter(msg, reason)], event))
+        return outcome
+
+    # -- writing --------------------------------------------------------------------
+    def _deliver(self, producer: Producer, done: list[_Done]) -> None:
+        """Deliver every record the batch produced. A record the broker refuses for good
+        makes its input fail with ``output_rejected``; if that is refused too, the input
+        goes to the dead-letter topic; if even that is refused, it stays only in its topic."""
+        dead_letters = self.settings.topic(DEAD_LETTER)
+        while done:
+            refused = deliver(producer, [r for d in done for r in d.records])
+            owners = [d for d in done for _ in d.records]
+            again: dict[int, _Done] = {}
+            for index, reason in refused.items():
+                d = owners[index]
+                if id(d) in again:
+                    continue
+                error = OutputRejected(f"the broker refused an output record: {reason}")
+                log = self.log.bind(topic=d.msg.topic, partition=d.msg.partition, offset=d.msg.offset)
+                log.warning("output refused by the broker", error=error.message)
+                if d.event is not None and self.spec.fail is not None:
+                    again[id(d)] = _Done(d.msg, self.spec.fail(d.event, error))
+                elif d.records[0].topic != dead_letters:
+                    again[id(d)] = _Done(d.msg, [self._dead_letter(d.msg, error)])
+                else:
+                    log.error("dead-letter record refused too; the record stays only in its topic", error=reason)
+            done = list(again.values())
+
+    def _dead_letter(self, msg: Received, exc: DarkroomError) -> Record:
         return Record(
             topic=self.settings.topic(DEAD_LETTER),
-            key=msg.key.decode("utf-8", "replace"),
+            key=msg.key,
             value=msg.value or b"",
             headers=(
                 ("darkroom-error-code", exc.code.encode()),
@@ -233,13 +426,40 @@ class Worker:
             ),
         )
 
-    def _commit(self, consumer: Consumer, batch: list[Received]) -> None:
+    def _commit(self, consumer: Consumer, done: list[Received]) -> None:
+        if not done:
+            return
         try:
-            consumer.commit(offsets=_positions(batch, first=False), asynchronous=False)
+            consumer.commit(offsets=_positions(done, first=False), asynchronous=False)
         except KafkaException as exc:  # e.g. the partitions were revoked in a rebalance
             # The records will be redelivered to the partitions' new owner; handlers are
             # idempotent, so this costs duplicates, never a loss.
             self.log.warning("commit failed; records may be redelivered", error=str(exc))
+
+    # -- waiting out an outage ------------------------------------------------------------
+    def _wait_out(self, consumer: Consumer, rest: list[Received], exc: DarkroomError) -> None:
+        """Seek back to ``rest``, pause, back off while polling (membership stays), resume."""
+        self._outages += 1
+        delay = backoff_delay(self._outages, self.settings.retry_backoff_s, self.settings.retry_max_backoff_s)
+        level = "error" if isinstance(exc, AccessRefused) else "warning"
+        getattr(self.log, level)(
+            "dependency unavailable; paused, will retry",
+            error_code=exc.code,
+            error=exc.message,
+            delay_s=round(delay, 2),
+            waits=self._outages,
+        )
+        assignment = consumer.assignment()
+        for tp in _positions(rest, first=True):
+            with contextlib.suppress(KafkaException):  # no longer assigned: its new owner reads it
+                consumer.seek(tp)
+        consumer.pause(assignment)
+        deadline = time.monotonic() + delay
+        try:
+            while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                self._put_back(consumer, consumer.poll(min(left, _POLL_WHILE_BUSY_S)))
+        finally:
+            consumer.resume(consumer.assignment())
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():

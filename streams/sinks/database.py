@@ -4,7 +4,13 @@
 means SQLite in ``$DARKROOM_HOME/results.sqlite3`` (the embedded default). SQL is written
 once with ``?`` placeholders in the subset both engines share (``ON CONFLICT … DO
 UPDATE … WHERE``, ``RETURNING``). Migrations are ``streams/sinks/migrations/NNNN_name.sql``,
-applied in order, each in its own transaction, recorded in ``schema_migrations``.
+applied in order, each in its own transaction, recorded in ``schema_migrations``, under a
+lock (PostgreSQL: a transaction-level advisory lock; SQLite: ``BEGIN IMMEDIATE``), so
+several processes starting together on a fresh database migrate it once.
+
+A connection that breaks (the server restarted, the network dropped) raises
+``database_unavailable`` — an outage the worker waits out — and is opened again on the
+next transaction.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from processors.errors import ConfigurationError, StorageUnavailable
-from streams.config import Settings
+from processors.errors import ConfigurationError, DatabaseUnavailable
+from streams.config import Settings, mask_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_MIGRATION_LOCK = 0x6461726B726F6F6D & 0x7FFFFFFFFFFFFFFF
+"""Advisory lock key of darkroom's migrations ("darkroom" in ASCII)."""
 _MIGRATION_NAME = re.compile(r"^(\d{4})_\w+\.sql$")
 Row = dict[str, Any]
 
@@ -52,30 +60,37 @@ class Database:
     """
 
     def __init__(self, settings: Settings) -> None:
-        url = settings.database_url or f"sqlite:///{settings.home / 'results.sqlite3'}"
-        self.url_for_humans = re.sub(r"//[^@/]*@", "//***@", url)  # never show credentials
+        self.url = settings.database_url or f"sqlite:///{settings.home / 'results.sqlite3'}"
+        self.url_for_humans = mask_url(self.url)
+        if self.url.startswith(("postgresql://", "postgres://")):
+            self.engine = "postgresql"
+        elif self.url.startswith("sqlite:///"):
+            self.engine = "sqlite"
+        else:
+            raise ConfigurationError(
+                f"DARKROOM_DATABASE_URL must be postgresql://… or sqlite:///…, got {self.url_for_humans!r}"
+            )
         self._lock = threading.Lock()
+        self._conn: Any = None
+        self._connect()
+
+    def _connect(self) -> None:
         try:
-            if url.startswith(("postgresql://", "postgres://")):
-                self.engine = "postgresql"
-                self._conn: Any = psycopg.connect(url, row_factory=dict_row, connect_timeout=10)
-            elif url.startswith("sqlite:///"):
-                path = Path(url.removeprefix("sqlite:///"))
+            if self.engine == "postgresql":
+                self._conn = psycopg.connect(self.url, row_factory=dict_row, connect_timeout=10)
+            else:
+                path = Path(self.url.removeprefix("sqlite:///"))
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self.engine = "sqlite"
                 self._conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
                 self._conn.row_factory = sqlite3.Row
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA busy_timeout=30000")
-            else:
-                raise ConfigurationError(f"DARKROOM_DATABASE_URL must be postgresql://… or sqlite:///…, got {url!r}")
-        except ConfigurationError:
-            raise
         except (psycopg.Error, sqlite3.Error) as exc:
-            raise StorageUnavailable(f"cannot open database {self.url_for_humans}: {exc}") from None
+            raise DatabaseUnavailable(f"cannot open database {self.url_for_humans}: {_first_line(exc)}") from None
 
     def close(self) -> None:
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.engine == "postgresql" else sql
@@ -84,6 +99,8 @@ class Database:
     def transaction(self) -> Iterator[Transaction]:
         """Everything inside commits together or not at all."""
         with self._lock:
+            if self._conn is None or (self.engine == "postgresql" and self._conn.closed):
+                self._connect()
             try:
                 if self.engine == "sqlite":
                     self._conn.execute("BEGIN IMMEDIATE")
@@ -96,18 +113,27 @@ class Database:
                 else:
                     with self._conn.transaction():
                         yield Transaction(self)
-            except (sqlite3.OperationalError, psycopg.OperationalError) as exc:
-                raise StorageUnavailable(f"database {self.url_for_humans} failed: {exc}") from None
+            except (sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if self.engine == "postgresql":
+                    self._conn.close()  # opened again by the next transaction
+                raise DatabaseUnavailable(f"database {self.url_for_humans} failed: {_first_line(exc)}") from None
+
+    def _migration_lock(self, tx: Transaction) -> None:
+        """Serialize migrations across processes (SQLite's BEGIN IMMEDIATE already does)."""
+        if self.engine == "postgresql":
+            tx.query("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
 
     def migrate(self) -> list[int]:
         """Apply every migration not applied yet; return the versions applied now."""
         with self.transaction() as tx:
+            self._migration_lock(tx)
             tx.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
             )
         applied = []
         for version, script in migrations():
             with self.transaction() as tx:
+                self._migration_lock(tx)
                 if tx.query("SELECT version FROM schema_migrations WHERE version = ?", (version,)):
                     continue
                 for statement in _statements(script):
@@ -129,6 +155,11 @@ class Transaction:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         cursor = self._db._conn.execute(self._db._sql(sql), tuple(params))
         return [dict(row) for row in cursor.fetchall()]
+
+
+def _first_line(exc: Exception) -> str:
+    """psycopg's messages span lines (DETAIL, HINT): one line is enough for a log or an error."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def now_ms() -> int:

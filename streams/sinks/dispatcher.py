@@ -21,7 +21,9 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from processors.errors import DatabaseUnavailable
 from streams.config import Settings
+from streams.runtime.retry import backoff_delay
 from streams.sinks import webhooks
 from streams.sinks.database import Database, Row, Transaction, now_ms
 from streams.wire.events import Event, FinalStatus
@@ -120,8 +122,17 @@ class Dispatcher:
             webhooks.new_client(timeout_s=self.config.timeout_s) as client,
         ):
             _log.info("dispatcher started")
+            outages = 0
             while not stop.is_set():
-                claimed = self._claim(self.concurrency * 2)
+                try:
+                    claimed = self._claim(self.concurrency * 2)
+                except DatabaseUnavailable as exc:  # wait for the database; nothing is lost meanwhile
+                    outages += 1
+                    delay = backoff_delay(outages, self.settings.retry_backoff_s, self.settings.retry_max_backoff_s)
+                    _log.warning("database unavailable; will retry", error=exc.message, delay_s=round(delay, 2))
+                    stop.wait(delay)
+                    continue
+                outages = 0
                 for row in claimed:
                     host = urlsplit(row["url"]).hostname or ""
                     if self.limiter.try_acquire(host):

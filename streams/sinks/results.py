@@ -1,13 +1,16 @@
 """The result writer: a sink on the completed and failed topics, idempotent by construction.
 
-Each batch is one transaction: upsert every image's final state and queue its webhook
-deliveries (an outbox, so pending webhooks are as durable as the result). The loop
-commits the input offsets only after the transaction committed. The database enforces
-idempotency, not a cache: ``results.image_id`` is the primary key and an update happens
-only for a *newer* upload of the image (``submitted_at`` greater), so a redelivery, a
-replay or a late older event never adds a row, never moves a result backwards and never
-changes a stored result; ``(webhook_id, target)`` is the outbox key, so a replay never
-queues a webhook twice.
+Each batch is one transaction: upsert every image's final state and, when the stored
+state changed, queue its webhook deliveries (an outbox, so pending webhooks are as
+durable as the result). The loop commits the input offsets only after the transaction
+committed. The database enforces idempotency, not a cache: ``results.image_id`` is the
+primary key, and the stored final state follows one rule —
+
+- a *newer* upload of the image (``submitted_at`` greater) supersedes whatever is stored;
+- for the *same* upload, a completion supersedes a retryable failure (an outage that
+  outlasted the retry budget, then a redelivery that succeeded), never the reverse;
+- anything else (a redelivery, a replay, a late older upload) changes nothing and queues
+  no webhook; ``(webhook_id, target)`` is the outbox key besides, so nothing is queued twice.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ ON CONFLICT (image_id) DO UPDATE SET
     source_key = excluded.source_key, submitted_at = excluded.submitted_at,
     finished_at = excluded.finished_at, recorded_at = excluded.recorded_at
 WHERE results.submitted_at < excluded.submitted_at
+   OR (results.upload_event_id = excluded.upload_event_id AND results.status = 'failed'
+       AND results.retryable AND excluded.status = 'completed')
 """
 
 
@@ -102,8 +107,9 @@ class ResultWriter:
         with self.db.transaction() as tx:
             for msg, event in items:
                 status: FinalStatus = "completed" if msg.topic == self.completed_topic else "failed"
-                if record_result(tx, status, event):
-                    log.info("result recorded", image_id=event["image_id"], event_id=event["event_id"], status=status)
+                if not record_result(tx, status, event):
+                    continue
+                log.info("result recorded", image_id=event["image_id"], event_id=event["event_id"], status=status)
                 if self.enqueue is not None:
                     self.enqueue(tx, status, event)
 

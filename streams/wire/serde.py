@@ -14,6 +14,8 @@ import itertools
 import json
 import re
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -22,7 +24,8 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from processors.errors import ConfigurationError, UndecodableEvent
+from processors.errors import AccessRefused, ConfigurationError, RegistryUnavailable, UndecodableEvent
+from streams.config import mask_url
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -142,6 +145,28 @@ def default_catalog() -> SchemaCatalog:
     return SchemaCatalog()
 
 
+@contextmanager
+def _registry_errors(url: str) -> Iterator[None]:
+    """The schema registry's errors in darkroom's terms: not answering is an outage
+    (``registry_unavailable``), never a reason to dead-letter a good record."""
+    import httpx2
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    try:
+        yield
+    except SchemaRegistryError as exc:
+        status = exc.http_status_code
+        if status in (401, 403):
+            raise AccessRefused(f"the schema registry refused darkroom's credentials (HTTP {status})") from None
+        if status >= 500 or status in (408, 429) or status < 0:
+            raise RegistryUnavailable(f"the schema registry answered HTTP {status}: {exc.error_message}") from None
+        raise
+    except (httpx2.TransportError, OSError) as exc:
+        raise RegistryUnavailable(
+            f"the schema registry at {mask_url(url)} is unreachable: {type(exc).__name__}"
+        ) from None
+
+
 class Serde:
     """Encode and decode one record type for one topic.
 
@@ -183,7 +208,8 @@ class Serde:
         if self._serializer is not None:
             from confluent_kafka.serialization import MessageField, SerializationContext
 
-            data: bytes = self._serializer(value, SerializationContext(topic, MessageField.VALUE))
+            with _registry_errors(self._registry_url):
+                data: bytes = self._serializer(value, SerializationContext(topic, MessageField.VALUE))
             return data
         body = io.BytesIO()
         fastavro.schemaless_writer(body, self.writer.parsed, value)
@@ -217,8 +243,11 @@ class Serde:
         from confluent_kafka.serialization import MessageField, SerializationContext
 
         try:
-            value = self._deserializer(data, SerializationContext(topic, MessageField.VALUE))
-        except Exception as exc:  # registry lookups and body errors alike mean "cannot decode"
+            with _registry_errors(self._registry_url):
+                value = self._deserializer(data, SerializationContext(topic, MessageField.VALUE))
+        except (RegistryUnavailable, AccessRefused):
+            raise  # an outage: the record is fine, the worker waits for the registry
+        except Exception as exc:  # unknown schema id, corrupt body: the bytes cannot be decoded
             raise UndecodableEvent(f"cannot decode Confluent-framed record: {exc}") from exc
         if not isinstance(value, dict):
             raise UndecodableEvent("Confluent-framed record is not an Avro record")

@@ -10,10 +10,13 @@ from processors import errors
 
 def test_the_exported_names_are_exactly_these() -> None:
     assert streams.__all__ == [
+        "AccessRefused",
         "BrokerUnavailable",
         "Client",
         "ConfigurationError",
         "DarkroomError",
+        "DatabaseUnavailable",
+        "DependencyUnavailable",
         "EmptyInput",
         "FileTooLarge",
         "FinalEvent",
@@ -27,8 +30,10 @@ def test_the_exported_names_are_exactly_these() -> None:
         "NotAnImage",
         "ObjectMissing",
         "OperationUnavailable",
+        "OutputRejected",
         "PermanentError",
         "ProcessingFailed",
+        "RegistryUnavailable",
         "RetryableError",
         "Settings",
         "StorageUnavailable",

@@ -64,14 +64,20 @@ def test_retry_retries_only_retryable_errors() -> None:
     assert len(calls) == 1
 
 
-def test_storage_down_ends_in_a_retryable_failure_event(dead_store_settings: Settings) -> None:
+def test_storage_down_is_an_outage_for_the_loop_and_fails_retryably_once_given_up(
+    dead_store_settings: Settings,
+) -> None:
+    """The step does not finalize the image on an outage (the loop pauses); when the loop's
+    retry budget is spent, ``fail`` makes the retryable failure event."""
     serdes = Serdes(dead_store_settings)
     upload = {"event_id": "u1", "image_id": "i1", "bucket": "images", "key": "k.jpg", "submitted_at": datetime.now(UTC)}
     request = events.step_request(
         upload, upload_event_id="u1", pipeline=parse_spec("thumbnail"), step_index=0, input_key="k.jpg"
     )
     step = OperationStep(dead_store_settings, serdes, ObjectStore(dead_store_settings), get_operation("thumbnail"))
-    (record,) = step(request, structlog.get_logger("test"))
+    with pytest.raises(StorageUnavailable) as outage:
+        step(request, structlog.get_logger("test"))
+    (record,) = step.fail(request, outage.value)
     failure = serdes.failed.decode(record.value, record.topic)
     assert record.topic == "images.failed"
     assert (failure["error_code"], failure["retryable"], failure["failed_step"]) == (

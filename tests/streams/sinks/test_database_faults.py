@@ -1,0 +1,130 @@
+"""The result store under real faults: processes migrating at once, PostgreSQL restarted
+under a running result writer."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from streams.config import Settings
+from streams.runtime.kafka import Record, deliver, make_producer
+from streams.runtime.supervisor import Supervisor
+from streams.runtime.topics import COMPLETED
+from streams.sinks.database import Database, migrations
+from streams.sinks.results import get_result, results_spec
+from streams.wire.events import Serdes, derived_id
+
+_MIGRATE_AT = """
+import sys, time
+from streams.config import load_settings
+from streams.sinks.database import Database
+time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
+print(Database(load_settings()).migrate())
+"""
+
+
+def test_four_processes_migrating_a_fresh_postgresql_database_at_once_migrate_it_once(postgres_url: str) -> None:
+    start_at = str(time.time() + 2.0)  # every process is past its imports by then
+    env = {**Settings(database_url=postgres_url).to_env(), "PATH": "/usr/bin:/bin"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _MIGRATE_AT, start_at],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[3],
+        )
+        for _ in range(4)
+    ]
+    results = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [err for _, err in results]
+    assert all(err == "" for _, err in results), [err for _, err in results]
+    versions = [v for v, _ in migrations()]
+    assert sorted(out.strip() for out, _ in results) == sorted([str(versions)] + ["[]"] * 3)
+    with psycopg.connect(postgres_url) as conn:
+        rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
+    assert [r[0] for r in rows] == versions
+
+
+def _completion(settings: Settings, serdes: Serdes, image_id: str) -> Record:
+    upload_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    event = {
+        "event_id": derived_id(upload_id, "completed"),
+        "upload_event_id": upload_id,
+        "image_id": image_id,
+        "bucket": "darkroom",
+        "source_key": f"uploads/{image_id}.jpg",
+        "pipeline": [{"operation": "thumbnail", "params": {}}],
+        "outputs": [],
+        "timings": [],
+        "callback_url": None,
+        "tenant": None,
+        "submitted_at": now,
+        "completed_at": now,
+    }
+    topic = settings.topic(COMPLETED)
+    return Record(topic, image_id, serdes.completed.encode(event, topic))
+
+
+def _cluster(action: str) -> None:
+    version = next(Path("/etc/postgresql").iterdir()).name
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action], check=True, capture_output=True
+    )
+
+
+def _wait_for_rows(db_url: str, settings: Settings, ids: list[str], timeout_s: float) -> set[str]:
+    deadline = time.monotonic() + timeout_s
+    found: set[str] = set()
+    while time.monotonic() < deadline and len(found) < len(ids):
+        try:
+            db = Database(dataclasses.replace(settings, database_url=db_url))
+        except Exception:
+            time.sleep(0.5)
+            continue
+        try:
+            found = {i for i in ids if get_result(db, i) is not None}
+        except Exception:
+            pass
+        finally:
+            db.close()
+        time.sleep(0.5)
+    return found
+
+
+@pytest.mark.integration
+def test_the_result_writer_resumes_after_postgresql_restarts(settings: Settings, postgres_url: str) -> None:
+    """Rows written before, during and after PostgreSQL is down: none is lost, the writer
+    reconnects by itself (before, its connection was never re-established)."""
+    settings = dataclasses.replace(settings, database_url=postgres_url, retry_backoff_s=0.2, retry_max_backoff_s=1.0)
+    serdes = Serdes(settings)
+    db = Database(settings)
+    db.migrate()
+    supervisor = Supervisor(settings, [results_spec(settings, serdes, db)], resources=[db])
+    producer = make_producer(settings)
+    before = [f"before-{i}" for i in range(5)]
+    during = [f"during-{i}" for i in range(5)]
+    supervisor.start()
+    try:
+        deliver(producer, [_completion(settings, serdes, i) for i in before])
+        assert _wait_for_rows(postgres_url, settings, before, 60) == set(before)
+        _cluster("stop")
+        try:
+            deliver(producer, [_completion(settings, serdes, i) for i in during])
+            time.sleep(4)  # the writer meets a dead connection and waits
+        finally:
+            _cluster("start")
+        assert _wait_for_rows(postgres_url, settings, before + during, 90) == set(before + during)
+    finally:
+        supervisor.stop.set()
+        supervisor.join(30)
