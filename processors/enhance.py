@@ -859,6 +859,10 @@ class Enhance:
             "white_balance": _spell(params.white_balance),
         }
 
+    def plan(self, data: bytes, params: EnhanceParams, limits: Limits) -> dict[str, str]:
+        """Nothing but the input and the params decides the bytes."""
+        return {}
+
     def run(self, data: bytes, params: EnhanceParams, limits: Limits) -> StepResult:
         """One rendition, ``enhanced``, the size of the upright input."""
         ctx = _Context(data=data, params=params, limits=limits)

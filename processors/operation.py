@@ -58,6 +58,11 @@ class StepResult:
     renditions: list[Rendition]
     backend: str
     details: Mapping[str, str] = field(default_factory=dict)
+    identity: Mapping[str, str] = field(default_factory=dict)
+    """What made these bytes besides the input and the params: the resolved model, its
+    weights' sha256, backend and precision (empty for operations whose bytes depend on
+    nothing else). Part of the output keys, so a fallback or another precision never
+    writes under the key of other bytes."""
 
 
 class Operation(Protocol):
@@ -83,6 +88,11 @@ class Operation(Protocol):
 
     def canonical_params(self, params: Any) -> Mapping[str, str]:
         """Params with defaults filled in, as strings: the identity of a step's output."""
+        ...
+
+    def plan(self, data: bytes, params: Any, limits: Limits) -> Mapping[str, str]:
+        """The ``identity`` that ``run`` will report unless something falls back while it
+        runs; cheap (no pixels decoded), so a redelivery finds finished outputs first."""
         ...
 
     def run(self, data: bytes, params: Any, limits: Limits) -> StepResult:

@@ -270,6 +270,10 @@ class Thumbnail:
             "upscale": str(params.upscale).lower(),
         }
 
+    def plan(self, data: bytes, params: ThumbnailParams, limits: Limits) -> dict[str, str]:
+        """Nothing but the input and the params decides the bytes."""
+        return {}
+
     def run(self, data: bytes, params: ThumbnailParams, limits: Limits) -> StepResult:
         """One rendition per size, in the order of ``params.sizes``."""
         ctx = _Context(data=data, params=params, limits=limits)

@@ -62,3 +62,6 @@ class UpscaleConfig:
     speed_budget_s: float = 120.0
     allow_fallback: bool = True
     device: Device = "auto"
+    cpu_bf16: bool = True
+    """Use bf16 on CPUs that compute it natively; False keeps a worker on fp32 (its
+    outputs then live under their own keys: the backend is part of them)."""

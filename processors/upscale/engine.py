@@ -25,6 +25,7 @@ state on the module); everything about one image lives in local variables.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import threading
@@ -206,7 +207,7 @@ def speed_class(config: UpscaleConfig, precision: Precision) -> str:
     host = _host()
     if config.device == "cuda" or (config.device == "auto" and host.cuda):
         return "cuda-fp16"
-    return "cpu-bf16" if host.bf16 and precision == "auto" else "cpu-fp32"
+    return "cpu-bf16" if host.bf16 and config.cpu_bf16 and precision == "auto" else "cpu-fp32"
 
 
 def choose_model(pixels: int, budget_s: float, speed_class: str) -> tuple[str, str]:
@@ -263,23 +264,31 @@ def _torch_model(model_dir: Path, name: str, device: str, dtype: torch.dtype) ->
     return loaded
 
 
+def torch_target(config: UpscaleConfig, precision: Precision) -> tuple[str, torch.dtype]:
+    """The device and dtype the torch backend runs a request on, on this host."""
+    host = _host()
+    device = "cuda" if config.device == "cuda" or (config.device == "auto" and host.cuda) else "cpu"
+    if precision == "exact":
+        return device, torch.float32
+    if device == "cuda":
+        return device, torch.float16
+    return device, torch.bfloat16 if host.bf16 and config.cpu_bf16 else torch.float32
+
+
+def torch_backend_name(device: str, dtype: torch.dtype) -> str:
+    return f"torch-{device}-{_DTYPE_NAMES[dtype]}"
+
+
 class _Torch:
     def __init__(self, config: UpscaleConfig, model: str, precision: Precision) -> None:
-        host = _host()
-        self.device = "cuda" if config.device == "cuda" or (config.device == "auto" and host.cuda) else "cpu"
-        if precision == "exact":
-            self.dtype = torch.float32
-        elif self.device == "cuda":
-            self.dtype = torch.float16
-        else:
-            self.dtype = torch.bfloat16 if host.bf16 else torch.float32
-        self.threads = host.threads
+        self.device, self.dtype = torch_target(config, precision)
+        self.threads = _host().threads
         self.loaded = _torch_model(config.model_dir, model, self.device, self.dtype)
         per_px = weights.spec_for(model).window_bytes_per_px
         # 16-bit activations take half of fp32's memory (CPU bf16 included), so windows can be
         # twice as large; benchmarks/upscale.py's peak RSS checks the budget still holds
         self.window_bytes_per_px = per_px if self.dtype == torch.float32 else per_px // 2
-        self.name = f"torch-{self.device}-{_DTYPE_NAMES[self.dtype]}"
+        self.name = torch_backend_name(self.device, self.dtype)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last)
@@ -332,6 +341,7 @@ class _Ncnn:
                 _NCNN_NETS[model] = net
         self.net = net
         self.source = f"{weights.NCNN_WHEEL} {spec.ncnn_name}"
+        self.sha256 = spec.ncnn_sha256
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         outputs = []
@@ -345,7 +355,13 @@ class _Ncnn:
         return np.stack(outputs)
 
     def details(self) -> dict[str, str]:
-        return {"device": "cpu", "precision": "fp32", "threads": str(self.threads), "weights": self.source}
+        return {
+            "device": "cpu",
+            "precision": "fp32",
+            "threads": str(self.threads),
+            "weights": self.source,
+            "model_sha256": self.sha256,
+        }
 
 
 # -- running ---------------------------------------------------------------------------
@@ -454,6 +470,22 @@ def classical(job: Job) -> Upscaled:
         image = image.convert("RGBA") if image.mode == "RGB" else image.convert("LA")
         image.putalpha(alpha)
     return Upscaled(image=image, backend="lanczos", details={"model": "none", "sharpen": "unsharp r=2 60% t=2"})
+
+
+def pixel_identity(model: str, backend: str, weights_sha256: str) -> dict[str, str]:
+    """What made an upscale's pixels besides its input and params (``StepResult.identity``)."""
+    return {"model": model, "backend": backend, "weights_sha256": weights_sha256}
+
+
+def planned_identity(config: UpscaleConfig, model: str, precision: Precision, *, fallback: bool) -> dict[str, str]:
+    """The identity ``upscale`` will report unless a backend fails while it runs: torch when
+    the weights are prepared, else (if allowed) ncnn from its wheel, else Lanczos."""
+    status = weights.status(config.model_dir, model)
+    if status.present or not fallback:
+        return pixel_identity(model, torch_backend_name(*torch_target(config, precision)), status.sha256)
+    if importlib.util.find_spec("ncnn") is not None and weights.ncnn_models_dir() is not None:
+        return pixel_identity(model, _Ncnn.name, weights.spec_for(model).ncnn_sha256)
+    return pixel_identity("none", "lanczos", "")
 
 
 def upscale(config: UpscaleConfig, job: Job) -> Upscaled:

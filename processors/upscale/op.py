@@ -165,6 +165,10 @@ def _model(ctx: _Context) -> None:
     ctx.details["model_choice"] = reason
 
 
+def _fallback_allowed(config: UpscaleConfig, params: UpscaleParams) -> bool:
+    return config.allow_fallback if params.fallback == "auto" else params.fallback == "allow"
+
+
 def _upscale(ctx: _Context) -> None:
     from processors.upscale import engine
 
@@ -179,7 +183,7 @@ def _upscale(ctx: _Context) -> None:
         model=ctx.model,
         precision=p.precision,
         tile=p.tile,
-        fallback=ctx.config.allow_fallback if p.fallback == "auto" else p.fallback == "allow",
+        fallback=_fallback_allowed(ctx.config, p),
     )
     ctx.result = engine.upscale(ctx.config, job)
 
@@ -243,12 +247,31 @@ class Upscale:
             "tile": "auto" if params.tile is None else str(params.tile),
         }
 
+    def plan(self, data: bytes, params: UpscaleParams, limits: Limits) -> dict[str, str]:
+        """The model (``auto`` resolved from the header's size), backend and weights this
+        worker would use now: after ``models fetch``, torch instead of a fallback."""
+        from processors.upscale import engine
+
+        model = params.model
+        if model == "auto":
+            width, height = display_size(open_image(data, limits))
+            speed = engine.speed_class(self.config, params.precision)
+            model, _ = engine.choose_model(width * height, self.config.speed_budget_s, speed)
+        return engine.planned_identity(
+            self.config, model, params.precision, fallback=_fallback_allowed(self.config, params)
+        )
+
     def run(self, data: bytes, params: UpscaleParams, limits: Limits) -> StepResult:
         """One rendition, ``upscaled``, of exactly ``int(side × scale)`` pixels."""
+        from processors.upscale import engine
+
         ctx = _Context(data=data, params=params, limits=limits, config=self.config)
         for step in _STEPS:
             step(ctx)
-        details = {"model": ctx.model, "scale": f"{params.scale:g}", **ctx.details, **ctx.result.details}
-        if ctx.result.image.mode in ("RGBA", "LA"):
-            details["alpha"] = params.alpha if ctx.result.backend != "lanczos" else "linear"
-        return StepResult(renditions=[ctx.rendition], backend=ctx.result.backend, details=details)
+        result = ctx.result
+        details = {"model": ctx.model, "scale": f"{params.scale:g}", **ctx.details, **result.details}
+        if result.image.mode in ("RGBA", "LA"):
+            details["alpha"] = params.alpha if result.backend != "lanczos" else "linear"
+        model = "none" if result.backend == "lanczos" else ctx.model
+        identity = engine.pixel_identity(model, result.backend, result.details.get("model_sha256", ""))
+        return StepResult(renditions=[ctx.rendition], backend=result.backend, details=details, identity=identity)

@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Literal
@@ -136,6 +137,13 @@ def cache_path(model_dir: Path, name: str) -> Path:
 
 
 def _sha256_file(path: Path) -> str:
+    """The file's sha256, computed once per version of the file (its size and mtime)."""
+    st = path.stat()
+    return _sha256_of(path, st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _sha256_of(path: Path, _size: int, _mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while block := f.read(_CHUNK):

@@ -23,7 +23,7 @@ from typing import Any
 
 from processors import get_operation
 from processors.errors import DarkroomError, InvalidPipeline, ObjectMissing
-from processors.operation import Operation
+from processors.operation import Operation, Rendition
 from processors.upscale import Upscale, UpscaleConfig
 from streams.config import Settings
 from streams.runtime.kafka import Record
@@ -53,10 +53,12 @@ class _Input:
     params: Any
     data: bytes
     identity: Event
-    """What the outputs are a function of: operation, version, canonical params, input sha256."""
+    """What the outputs are a function of: operation, version, canonical params, input
+    sha256 and, where more than those decides the bytes, what the operation plans to run
+    (``pixels``: model, weights, backend, precision)."""
     prefix: str
     manifest: Event | None
-    """The finished step's record when a redelivery finds one, else None."""
+    """The finished step's record when a redelivery finds one for this identity, else None."""
 
 
 class Ingest:
@@ -163,9 +165,20 @@ class OperationStep:
             "params": dict(op.canonical_params(params)),
             "input_sha256": hashlib.sha256(data).hexdigest(),
         }
+        identity, prefix = self._place(request, identity, op.plan(data, params, self.settings.limits))
+        manifest = self._manifest(bucket, prefix)
+        if manifest is not None and manifest.get("identity") != identity:
+            manifest = None  # another step's outputs under a colliding digest: never reuse them
+        return _Input(params, data, identity, prefix, manifest)
+
+    def _place(self, request: Event, identity: Event, pixels: Mapping[str, str]) -> tuple[Event, str]:
+        """The identity with what made the pixels, and the key prefix that hashes it."""
+        identity = {k: v for k, v in identity.items() if k != "pixels"}
+        if pixels:  # omitted when empty, so such operations keep the keys they always had
+            identity["pixels"] = dict(pixels)
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-        prefix = f"{self.settings.output_prefix}/{request['image_id']}/{index:02d}-{op.name}-{digest}/"
-        return _Input(params, data, identity, prefix, self._manifest(bucket, prefix))
+        step = f"{request['step_index']:02d}-{self.operation.name}-{digest}"
+        return identity, f"{self.settings.output_prefix}/{request['image_id']}/{step}/"
 
     def _run(self, request: Event, log: Any) -> tuple[list[Event], Event]:
         started = time.perf_counter()
@@ -173,55 +186,70 @@ class OperationStep:
         ahead = self._prefetched.pop(request["event_id"], None)
         # a read ahead that failed (an outage since over, say) is read again, not trusted
         inp = ahead.result() if ahead is not None and ahead.exception() is None else self._read(request)
-        prefix = inp.prefix
         if inp.manifest is not None:
-            log.info("outputs already written; reusing", prefix=prefix)
+            log.info("outputs already written; reusing", prefix=inp.prefix)
             timing = self._timing(
                 index, started, backend=inp.manifest["backend"], details=inp.manifest["details"], reused=True
             )
             return inp.manifest["outputs"], timing
-        outputs = []
+        result = op.run(inp.data, inp.params, self.settings.limits)
+        identity, prefix = inp.identity, inp.prefix
+        if dict(result.identity) != identity.get("pixels", {}):  # a fallback while it ran
+            identity, prefix = self._place(request, identity, result.identity)
         metadata = {
-            "darkroom-input-sha256": inp.identity["input_sha256"],
+            "darkroom-input-sha256": identity["input_sha256"],
             "darkroom-operation": f"{op.name}/{op.version}",
         }
-        writes = []
-        result = op.run(inp.data, inp.params, self.settings.limits)
-        for rendition in result.renditions:
-            key = f"{prefix}{rendition.name}.{rendition.extension}"
-            put = partial(
-                self.store.put, bucket, key, rendition.data, content_type=rendition.content_type, metadata=metadata
-            )
-            writes.append(self._io.submit(self._storage, put, "write output"))
-            outputs.append(
-                {
-                    "step_index": index,
-                    "operation": op.name,
-                    "name": rendition.name,
-                    "bucket": bucket,
-                    "key": key,
-                    "size": len(rendition.data),
-                    "width": rendition.width,
-                    "height": rendition.height,
-                    "content_type": rendition.content_type,
-                    "sha256": hashlib.sha256(rendition.data).hexdigest(),
-                }
-            )
+        outputs = [
+            {
+                "step_index": index,
+                "operation": op.name,
+                "name": r.name,
+                "bucket": bucket,
+                "key": f"{prefix}{r.name}.{r.extension}",
+                "size": len(r.data),
+                "width": r.width,
+                "height": r.height,
+                "content_type": r.content_type,
+                "sha256": hashlib.sha256(r.data).hexdigest(),
+            }
+            for r in result.renditions
+        ]
+        writes = [
+            self._io.submit(self._write_output, output, rendition, metadata, log)
+            for output, rendition in zip(outputs, result.renditions, strict=True)
+        ]
         for write in writes:  # all outputs are durable before the manifest says so
             write.result()
-        record = {
-            "identity": inp.identity,
-            "outputs": outputs,
-            "backend": result.backend,
-            "details": dict(result.details),
-        }
+        record = {"identity": identity, "outputs": outputs, "backend": result.backend, "details": dict(result.details)}
         body = json.dumps(record, sort_keys=True).encode()
-        self._storage(
-            partial(self.store.put, bucket, prefix + MANIFEST, body, content_type="application/json"),
-            "write manifest",
-        )
+        put = partial(self.store.put, bucket, prefix + MANIFEST, body, content_type="application/json", if_absent=True)
+        self._storage(put, "write manifest")
         timing = self._timing(index, started, backend=result.backend, details=result.details, reused=False)
         return outputs, timing
+
+    def _write_output(self, output: Event, rendition: Rendition, metadata: Mapping[str, str], log: Any) -> None:
+        """Write one output where no object is; if one is (a redelivery, a twin worker), keep it
+        and describe what is stored: an object is never replaced by other bytes."""
+        bucket, key = output["bucket"], output["key"]
+        put = partial(
+            self.store.put,
+            bucket,
+            key,
+            rendition.data,
+            content_type=rendition.content_type,
+            metadata={**metadata, "darkroom-sha256": output["sha256"]},
+            if_absent=True,
+        )
+        if self._storage(put, "write output"):
+            return
+        stored = self._storage(partial(self.store.stat, bucket, key), "stat output")
+        sha256 = stored.metadata.get("darkroom-sha256")
+        if sha256 is None:  # written before outputs carried their checksum
+            sha256 = hashlib.sha256(self._storage(partial(self.store.get, bucket, key), "read output")).hexdigest()
+        if sha256 != output["sha256"]:
+            log.warning("an output with other bytes already exists under this key; keeping it", key=key)
+            output["sha256"], output["size"] = sha256, stored.size
 
     def _manifest(self, bucket: str, prefix: str) -> Event | None:
         """The finished step's manifest (outputs, backend, details), or None if not finished."""

@@ -29,6 +29,13 @@ _MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotF
 _DENIED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"})
 
 
+_EXISTS = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+
+
+class _Exists(Exception):
+    """A conditional write found the object already there."""
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     size: int
@@ -42,6 +49,8 @@ def _translated(bucket: str, key: str = "") -> Iterator[None]:
     try:
         yield
     except S3Error as exc:
+        if exc.code in _EXISTS:
+            raise _Exists(where) from None
         if exc.code in _MISSING:
             raise ObjectMissing(f"{where} does not exist") from None
         if exc.code in _DENIED:
@@ -115,16 +124,26 @@ class ObjectStore:
         *,
         content_type: str = "application/octet-stream",
         metadata: Mapping[str, str] | None = None,
-    ) -> None:
-        with _translated(bucket, key):
-            self._client.put_object(
-                bucket,
-                key,
-                io.BytesIO(data),
-                len(data),
-                content_type=content_type,
-                metadata=dict(metadata or {}),
-            )
+        if_absent: bool = False,
+    ) -> bool:
+        """Write an object; with ``if_absent``, only where none exists (``If-None-Match: *``),
+        so an object is never replaced by other bytes. Returns False when one existed."""
+        if not if_absent:
+            with _translated(bucket, key):
+                self._client.put_object(
+                    bucket, key, io.BytesIO(data), len(data), content_type=content_type, metadata=dict(metadata or {})
+                )
+            return True
+        headers: dict[str, str | list[str] | tuple[str]] = {"Content-Type": content_type, "If-None-Match": "*"}
+        headers.update({f"x-amz-meta-{k}": v for k, v in (metadata or {}).items()})
+        try:
+            with _translated(bucket, key):
+                # put_object has no way to send If-None-Match (minio 7.2.20 turns unknown headers
+                # into user metadata); _put_object is the single PUT it wraps
+                self._client._put_object(bucket, key, data, headers)
+        except _Exists:
+            return False
+        return True
 
     def presigned_get(self, bucket: str, key: str, expires: timedelta = timedelta(hours=1)) -> str:
         with _translated(bucket, key):

@@ -128,3 +128,34 @@ def test_the_result_writer_resumes_after_postgresql_restarts(settings: Settings,
     finally:
         supervisor.stop.set()
         supervisor.join(30)
+
+
+@pytest.mark.integration
+def test_a_record_the_result_store_rejects_is_dead_lettered_and_its_neighbours_are_written(
+    settings: Settings, postgres_url: str
+) -> None:
+    """Two uploads that share an event id (``Client.emit`` with a repeated idempotency key)
+    break the unique final event id: before, the writer crashed on that batch forever."""
+    from streams.runtime.topics import DEAD_LETTER
+    from tests.helpers import read_topic
+
+    settings = dataclasses.replace(settings, database_url=postgres_url, retry_backoff_s=0.1, poison_attempts=2)
+    serdes = Serdes(settings)
+    db = Database(settings)
+    db.migrate()
+    first, clash, last = (_completion(settings, serdes, i) for i in ("first", "clash", "last"))
+    event = serdes.completed.decode(first.value, first.topic)
+    clash_event = {**serdes.completed.decode(clash.value, clash.topic), "event_id": event["event_id"]}
+    clash = Record(clash.topic, "clash", serdes.completed.encode(clash_event, clash.topic))
+    deliver(make_producer(settings), [first, clash, last])
+    supervisor = Supervisor(settings, [results_spec(settings, serdes, db)], resources=[db])
+    supervisor.start()
+    try:
+        (dead,) = read_topic(settings, settings.topic(DEAD_LETTER), expect=1, timeout_s=60, idle_s=1.0)
+        assert _wait_for_rows(postgres_url, settings, ["first", "last"], 30) == {"first", "last"}
+    finally:
+        supervisor.stop.set()
+        supervisor.join(30)
+    assert dead.key == "clash" and dead.value == clash.value
+    assert dead.headers["darkroom-error-code"] == b"processing_failed"
+    assert b"UniqueViolation" in dead.headers["darkroom-error-message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -132,3 +133,54 @@ def test_a_failed_transaction_writes_nothing(db: Database) -> None:
         record_result(tx, "completed", completed_event("img", "u", t0))
         raise RuntimeError("crash mid-batch")
     assert count(db) == 0
+
+
+def _write(db: Database, *events: tuple[str, dict[str, Any]]) -> list[str]:
+    """Run the result writer over ``events``; return the event ids whose webhooks it queued."""
+    from streams.runtime.worker import Received
+    from streams.sinks.results import ResultWriter
+
+    queued: list[str] = []
+    settings = Settings(home=Path("/nonexistent"))
+    writer = ResultWriter(settings, db, lambda _tx, _status, event: queued.append(event["event_id"]))
+    topic = {"completed": settings.topic("images.completed"), "failed": settings.topic("images.failed")}
+    writer([(Received(topic[status], 0, i, b"k", b""), e) for i, (status, e) in enumerate(events)], _quiet())
+    return queued
+
+
+def _quiet() -> Any:
+    import structlog
+
+    return structlog.get_logger("test")
+
+
+def test_a_completion_supersedes_a_retryable_failure_of_the_same_upload_never_the_reverse(db: Database) -> None:
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    outage = {**failed_event("img", "u1", t), "error_code": "storage_unavailable", "retryable": True}
+    assert _write(db, ("failed", outage)) == ["fail-u1"]
+    assert _write(db, ("completed", completed_event("img", "u1", t))) == ["done-u1"]
+    row = get_result(db, "img")
+    assert row is not None and row["status"] == "completed" and row["final_event_id"] == "done-u1"
+    # the failure arriving again (a redelivery) changes nothing and sends nothing
+    assert _write(db, ("failed", outage)) == []
+    row = get_result(db, "img")
+    assert row is not None and row["status"] == "completed"
+
+
+def test_a_permanent_failure_is_not_superseded_by_the_same_upload(db: Database) -> None:
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    assert _write(db, ("failed", failed_event("img", "u1", t))) == ["fail-u1"]
+    assert _write(db, ("completed", completed_event("img", "u1", t))) == []
+    row = get_result(db, "img")
+    assert row is not None and row["status"] == "failed"
+
+
+def test_webhooks_are_queued_only_when_the_stored_state_changed(db: Database) -> None:
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    newer = completed_event("img", "u2", t + timedelta(minutes=1))
+    older = completed_event("img", "u1", t)
+    assert _write(db, ("completed", newer)) == ["done-u2"]
+    assert _write(db, ("completed", older)) == []  # a late, older upload: no row change, no webhook
+    assert _write(db, ("completed", newer)) == []  # a redelivery
+    row = get_result(db, "img")
+    assert row is not None and row["upload_event_id"] == "u2"
