@@ -14,7 +14,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from processors.errors import BrokerUnavailable, UndecodableEvent
+from processors.errors import BrokerUnavailable, OutputRejected, UndecodableEvent
 from streams.config import Settings
 from streams.runtime.kafka import Record, deliver, make_consumer, make_producer
 from streams.runtime.retry import retry
@@ -112,7 +112,9 @@ class Client:
             "submitted_at": now(),
         }
         topic = self.settings.topic(UPLOADED)
-        deliver(self._producer, [Record(topic, image_id, self.serdes.upload.encode(event, topic))])
+        refused = deliver(self._producer, [Record(topic, image_id, self.serdes.upload.encode(event, topic))])
+        if refused:
+            raise OutputRejected(f"the broker refused the upload event: {refused[0]}")
         return Submission(image_id, event_id, bucket, key, steps)
 
     def submit_file(self, path: Path, pipeline: str | Sequence[pipelines.Step], **kwargs: Any) -> Submission:

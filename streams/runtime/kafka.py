@@ -81,7 +81,7 @@ def make_consumer(settings: Settings, group_id: str, **extra: object) -> Consume
     )
 
 
-def _check(err: KafkaError) -> str | None:
+def check_delivery_error(err: KafkaError) -> str | None:
     """Raise for an error the whole batch must react to; return the reason of a refused record."""
     if err.fatal() or err.code() in _FENCED:
         raise ProducerFailed(f"the Kafka producer is unusable: {err.str()}")
@@ -93,6 +93,13 @@ def _check(err: KafkaError) -> str | None:
 def _report(errors: list[tuple[int, KafkaError]], index: int, err: KafkaError | None, _msg: Message) -> None:
     if err is not None:
         errors.append((index, err))
+
+
+def _reason(exc: BaseException) -> str:
+    cause = exc if isinstance(exc, KafkaException) else exc.__cause__
+    if isinstance(cause, KafkaException) and isinstance(cause.args[0], KafkaError):
+        return str(cause.args[0].str())
+    return f"{type(exc).__name__}: {exc}"
 
 
 def deliver(producer: Producer, records: Sequence[Record], timeout_s: float = 60.0) -> dict[int, str]:
@@ -118,13 +125,18 @@ def deliver(producer: Producer, records: Sequence[Record], timeout_s: float = 60
             except BufferError:  # the local queue is full: let deliveries drain, then go on
                 producer.poll(0.5)
             except KafkaException as exc:  # refused before sending (e.g. larger than message.max.bytes)
-                reason = _check(exc.args[0])
+                reason = check_delivery_error(exc.args[0])
                 if reason is not None:
                     refused[index] = reason
                 break
-    remaining = producer.flush(timeout_s)
+    try:
+        remaining = producer.flush(timeout_s)
+    except (KafkaException, SystemError) as exc:
+        # a fatal error is raised out of flush(); confluent-kafka 2.16 may wrap it in a
+        # SystemError when it meets the delivery callback
+        raise ProducerFailed(f"the Kafka producer is unusable: {_reason(exc)}") from None
     for index, err in errors:
-        reason = _check(err)
+        reason = check_delivery_error(err)
         if reason is not None:
             refused[index] = reason
     if remaining:

@@ -66,6 +66,12 @@ _MAX_PRODUCER_FAILURES = 3
 OUTAGES = (DependencyUnavailable, AccessRefused)
 """Errors that pause a worker instead of failing the record in hand."""
 
+
+class _Stopping(DependencyUnavailable):
+    """Raised instead of finishing a record's retries when the worker is told to stop:
+    the record stays uncommitted and is read again, never failed early."""
+
+
 Event = dict[str, Any]
 Decoder = Callable[[bytes | None, str], Event]
 Handler = Callable[[Event, Any], list[Record]]
@@ -146,9 +152,13 @@ def _positions(batch: Sequence[Received], *, first: bool) -> list[TopicPartition
 
 
 class Worker:
-    def __init__(self, settings: Settings, spec: WorkerSpec) -> None:
+    def __init__(
+        self, settings: Settings, spec: WorkerSpec, producers: Callable[[Settings], Producer] = make_producer
+    ) -> None:
+        """``producers`` makes the worker's producer, again after one was declared unusable."""
         self.settings = settings
         self.spec = spec
+        self.producers = producers
         self.name = f"worker-{spec.name}"
         self.log = structlog.get_logger("darkroom.worker").bind(worker=spec.name, group=spec.group_id)
         self._stop = threading.Event()
@@ -161,7 +171,7 @@ class Worker:
         """Process records until ``stop`` is set; the batch in hand is always finished."""
         self._stop = stop
         consumer = make_consumer(self.settings, self.spec.group_id)
-        producer = make_producer(self.settings)
+        producer = self.producers(self.settings)
         producer_failures = 0
         busy = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.spec.name}-batch")
         consumer.subscribe(list(self.spec.topics))
@@ -179,7 +189,7 @@ class Worker:
                     if producer_failures >= _MAX_PRODUCER_FAILURES:
                         raise
                     self.log.warning("producer unusable; building a new one", error=exc.message)
-                    producer = make_producer(self.settings)
+                    producer = self.producers(self.settings)
                     self._wait_out(consumer, batch, exc)
                     continue
                 except BrokerUnavailable as exc:
@@ -193,9 +203,13 @@ class Worker:
                     self._outages = 0
         finally:
             busy.shutdown()
-            producer.flush(10)
+            with contextlib.suppress(KafkaException, SystemError):  # an unusable producer cannot flush
+                producer.flush(10)
             consumer.close()  # leaves the group so partitions move without waiting for a timeout
             self.log.info("worker stopped")
+
+    def _delay(self, attempt: int) -> float:
+        return backoff_delay(attempt, self.settings.retry_backoff_s, self.settings.retry_max_backoff_s)
 
     # -- reading --------------------------------------------------------------------
     def _next_batch(self, consumer: Consumer) -> list[Received]:
@@ -308,9 +322,10 @@ class Worker:
                 return self._give_up(msg, event, exc, log)
             except Exception as exc:
                 if attempt < self.settings.poison_attempts:
-                    delay = backoff_delay(attempt, self.settings.retry_backoff_s, self.settings.retry_max_backoff_s)
+                    delay = self._delay(attempt)
                     log.warning("handler raised; retrying", attempt=attempt, error=type(exc).__name__, delay_s=delay)
-                    self._stop.wait(delay)
+                    if self._stop.wait(delay):
+                        raise _Stopping("worker stopping") from None
                     continue
                 log.error("handler raised on every attempt; failing the record", exc_info=True)
                 error = ProcessingFailed(f"{self.spec.name} failed unexpectedly ({type(exc).__name__})")
@@ -370,7 +385,9 @@ class Worker:
         log = self.log.bind(topic=msg.topic, partition=msg.partition, offset=msg.offset, event_id=event.get("event_id"))
         error: Exception = first
         for attempt in range(1, self.settings.poison_attempts):
-            self._stop.wait(backoff_delay(attempt, self.settings.retry_backoff_s, self.settings.retry_max_backoff_s))
+            if self._stop.wait(self._delay(attempt)):
+                outcome.rest, outcome.outage = [msg, *outcome.rest], _Stopping("worker stopping")
+                return outcome
             try:
                 self.spec.write([item], log)
             except OUTAGES as exc:
@@ -439,8 +456,10 @@ class Worker:
     # -- waiting out an outage ------------------------------------------------------------
     def _wait_out(self, consumer: Consumer, rest: list[Received], exc: DarkroomError) -> None:
         """Seek back to ``rest``, pause, back off while polling (membership stays), resume."""
+        if self._stop.is_set():
+            return  # nothing of ``rest`` was committed: the group's next member reads it
         self._outages += 1
-        delay = backoff_delay(self._outages, self.settings.retry_backoff_s, self.settings.retry_max_backoff_s)
+        delay = self._delay(self._outages)
         level = "error" if isinstance(exc, AccessRefused) else "warning"
         getattr(self.log, level)(
             "dependency unavailable; paused, will retry",

@@ -27,7 +27,7 @@ from streams.dev.stack import Stack, throwaway_settings
 from streams.handlers.steps import ingest_spec, worker_specs
 from streams.runtime.kafka import make_consumer
 from streams.runtime.supervisor import Supervisor
-from streams.runtime.topics import DEAD_LETTER, FAILED, UPLOADED, ensure_topics
+from streams.runtime.topics import DEAD_LETTER, FAILED, UPLOADED, ensure_topics, step_topic
 from streams.runtime.worker import WorkerSpec
 from streams.wire.events import Serdes
 from tests.helpers import decode_all, produce, read_topic
@@ -67,14 +67,16 @@ def _weed_pid(stack: Stack) -> int:
 
 
 def _stop(pid: int) -> None:
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
+    """SIGTERM, and SIGKILL if it has not stopped within 10 s (a busy SeaweedFS may linger)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
     raise AssertionError(f"process {pid} did not stop")
 
 
@@ -153,10 +155,12 @@ def _poisoned(spec: WorkerSpec) -> WorkerSpec:
     return dataclasses.replace(spec, handle=raising)
 
 
-def test_a_poison_upload_fails_alone_and_its_neighbours_complete(settings: Settings, store: Any) -> None:
+@pytest.mark.parametrize("where", ["ingest", "thumbnail"])
+def test_a_poison_record_fails_alone_and_its_neighbours_complete(settings: Settings, store: Any, where: str) -> None:
     settings = dataclasses.replace(settings, retry_backoff_s=0.1, poison_attempts=3)
-    serdes = Serdes(settings)
-    specs = [_poisoned(ingest_spec(settings, serdes)), *worker_specs(settings, ["thumbnail"])]
+    specs = [
+        _poisoned(spec) if spec.name == where else spec for spec in worker_specs(settings, ["ingest", "thumbnail"])
+    ]
     client = Client(settings, store)
     before = [client.submit(photo_jpeg(300, 200, seed=i), f"a{i}.jpg", "thumbnail:sizes=32") for i in range(3)]
     poison = client.submit(photo_jpeg(300, 200, seed=9), "p.jpg", "thumbnail:sizes=32", image_id="poison")
@@ -173,7 +177,9 @@ def test_a_poison_upload_fails_alone_and_its_neighbours_complete(settings: Setti
     assert finals["poison"].status == "failed"
     assert (failure["error_code"], failure["retryable"]) == ("processing_failed", True)
     assert "RuntimeError" in failure["message"]
-    assert _lag(settings, settings.topic("darkroom.ingest"), settings.topic(UPLOADED)) == 0
+    assert failure["failed_step"] == (None if where == "ingest" else "thumbnail")
+    topic = UPLOADED if where == "ingest" else step_topic("thumbnail")
+    assert _lag(settings, settings.topic(f"darkroom.{where}"), settings.topic(topic)) == 0
 
 
 def test_dead_letters_keep_the_key_bytes_exactly_and_a_null_key_stays_null(settings: Settings) -> None:
@@ -296,3 +302,43 @@ def test_an_unreachable_schema_registry_is_an_outage_not_a_dead_letter(
     assert {finals[s.image_id].status for s in subs if s.image_id in finals} == {"completed"}
     assert len(finals) == len(subs)
     assert read_topic(settings, settings.topic(DEAD_LETTER), idle_s=1.0) == []
+
+
+def test_a_producer_the_broker_fenced_is_replaced_and_the_partitions_progress(settings: Settings, store: Any) -> None:
+    """The worker's first producer is one the broker really fenced (a newer instance took
+    its transactional id), as a frozen log store once made it fence an ingest worker's
+    producer for 21 minutes; the worker must build a new one instead of retrying it."""
+    import threading
+
+    from confluent_kafka import Producer
+
+    from streams.runtime.kafka import make_producer
+    from streams.runtime.worker import Worker
+
+    conf = {"bootstrap.servers": settings.bootstrap_servers(), "transactional.id": f"fenced-{uuid.uuid4()}"}
+    fenced = Producer(conf)
+    fenced.init_transactions(10)
+    Producer(conf).init_transactions(10)  # the newer instance: the first one is fenced now
+    fenced.begin_transaction()
+    made: list[Any] = []
+
+    def producers(s: Settings) -> Any:
+        made.append(fenced if not made else make_producer(s))
+        return made[-1]
+
+    client = Client(settings, store)
+    subs = [client.submit(photo_jpeg(200, 150, seed=i), f"f{i}.jpg", "thumbnail:sizes=32") for i in range(3)]
+    worker = Worker(
+        dataclasses.replace(settings, retry_backoff_s=0.1), ingest_spec(settings, Serdes(settings)), producers
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        requests = read_topic(settings, settings.topic(step_topic("thumbnail")), expect=3, timeout_s=60, idle_s=1.0)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert len(made) >= 2 and made[0] is fenced
+    assert {r.key for r in requests} == {s.image_id for s in subs}
+    assert _lag(settings, settings.topic("darkroom.ingest"), settings.topic(UPLOADED)) == 0
