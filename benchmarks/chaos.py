@@ -1,14 +1,15 @@
 """The delivery bar under faults: N uploads through the whole pipeline while things break.
 
-    .venv/bin/python benchmarks/chaos.py [--images 2000] [--seed 1] [--rate 40]
+    .venv/bin/python benchmarks/chaos.py [--images 2000] [--seed 1] [--rate UPLOADS_PER_S]
       [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
 On an embedded stack of its own (tansu keeping its log in the SeaweedFS it stops and
 freezes, as the embedded default does), it runs every service as its own `darkroom
 worker` process: ingest, two thumbnail workers, the result writer on a throwaway
 PostgreSQL database and the webhook dispatcher, which posts to a loopback receiver that
-answers 500 to one attempt in five. Uploads are submitted at ``--rate`` per second (a
-producer that retries while the store or the broker is down) while the benchmark
+answers 500 to one attempt in five. Uploads are submitted at ``--rate`` per second
+(default: all of them spread over 120 s; a producer that retries while the store or the
+broker is down) while the benchmark
 
 - SIGKILLs a random worker every 3–6 s and starts it again,
 - stops the object store (refused connections) for 30 s, then starts it again,
@@ -46,17 +47,15 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import TopicPartition
 from svix.webhooks import Webhook, WebhookVerificationError
 
 from processors.errors import DarkroomError
 from streams.client import Client, Submission
-from streams.config import Settings, load_settings
+from streams.config import load_settings
 from streams.dev.samples import photo_jpeg
 from streams.dev.stack import Stack, throwaway_settings
-from streams.runtime.kafka import make_consumer
 from streams.runtime.logs import configure_logging
-from streams.runtime.topics import COMPLETED, FAILED, UPLOADED, ensure_topics, step_topic
+from streams.runtime.topics import COMPLETED, FAILED, UPLOADED, committed_lag, ensure_topics, step_topic
 from streams.sinks.webhooks import new_secret
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,14 +112,14 @@ class Fleet:
         self.kills = 0
 
     def _start(self, i: int) -> subprocess.Popen[bytes]:
-        log = (self.logs / f"{i}-{SERVICES[i]}.log").open("ab")
-        return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", SERVICES[i]],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+        with (self.logs / f"{i}-{SERVICES[i]}.log").open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker", SERVICES[i]],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
 
     def kill_one(self, rng: random.Random) -> None:
         i = rng.randrange(len(self.procs))
@@ -194,30 +193,6 @@ def _faults(stack: Stack, fleet: Fleet, rng: random.Random, done: threading.Even
     done.set()
 
 
-def _lag(settings: Settings, group: str, topics: list[str]) -> int:
-    """Records after each partition's committed offset, counted by reading them (the
-    embedded broker's ListOffsets end offset is wrong; fetched data is right)."""
-    total = 0
-    probe = make_consumer(settings, group)
-    try:
-        for topic in topics:
-            parts = probe.list_topics(topic, timeout=10).topics[topic].partitions
-            committed = probe.committed([TopicPartition(topic, p) for p in parts], timeout=10)
-            for tp in committed:
-                reader = make_consumer(settings, f"chaos-lag-{uuid.uuid4()}")
-                reader.assign([TopicPartition(topic, tp.partition, max(tp.offset, 0))])
-                idle = time.monotonic()
-                while time.monotonic() - idle < 2.0:
-                    msg = reader.poll(0.2)
-                    if msg is not None and not msg.error():
-                        total += 1
-                        idle = time.monotonic()
-                reader.close()
-    finally:
-        probe.close()
-    return total
-
-
 def run(images: int, seed: int, rate: float, postgres: str) -> dict[str, Any]:
     rng = random.Random(seed)
     home = Path(tempfile.mkdtemp(prefix="darkroom-chaos-"))
@@ -277,14 +252,21 @@ def run(images: int, seed: int, rate: float, postgres: str) -> dict[str, Any]:
             "darkroom.results": [COMPLETED, FAILED],
         }
         lag = {
-            g: _lag(settings, settings.topic(g), [settings.topic(t) for t in topics]) for g, topics in groups.items()
+            g: committed_lag(settings, settings.topic(g), [settings.topic(t) for t in topics])
+            for g, topics in groups.items()
         }
     finally:
         fleet.stop()
         stack.down()
         receiver.shutdown()
-    with psycopg.connect(db_url) as conn:
-        row_count = conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]  # type: ignore[index]
+    with psycopg.connect(db_url) as conn:  # rows beyond one per image, and deliveries beyond one per image and target
+        duplicates = sum(
+            conn.execute(sql).fetchone()[0]  # type: ignore[index]
+            for sql in (
+                "SELECT COUNT(*) - COUNT(DISTINCT image_id) FROM results",
+                "SELECT COUNT(*) - COUNT(DISTINCT (image_id, target)) FROM webhook_deliveries",
+            )
+        )
     with psycopg.connect(postgres, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE {db_name} WITH (FORCE)")
     with receiver.lock:
@@ -299,7 +281,7 @@ def run(images: int, seed: int, rate: float, postgres: str) -> dict[str, Any]:
         "completed": sum(1 for i in wanted if rows.get(i, {}).get("status") == "completed"),
         "failed": sum(1 for i in wanted if rows.get(i, {}).get("status") == "failed"),
         "lost": len(wanted - set(rows)),
-        "duplicate_rows": row_count - len(set(rows)),
+        "duplicate_rows": duplicates,
         "webhook_id_mismatches": mismatches,
         "webhooks_undelivered": undelivered,
         "unverified_webhooks": unverified,

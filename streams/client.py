@@ -16,7 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from processors.errors import BrokerUnavailable, OutputRejected, UndecodableEvent
 from streams.config import Settings
-from streams.runtime.kafka import Record, deliver, make_consumer, make_producer
+from streams.runtime.kafka import Record, deliver, discard_producer, make_consumer, make_producer
 from streams.runtime.retry import retry
 from streams.runtime.storage import ObjectStore
 from streams.runtime.topics import COMPLETED, FAILED, UPLOADED
@@ -112,7 +112,12 @@ class Client:
             "submitted_at": now(),
         }
         topic = self.settings.topic(UPLOADED)
-        refused = deliver(self._producer, [Record(topic, image_id, self.serdes.upload.encode(event, topic))])
+        try:
+            refused = deliver(self._producer, [Record(topic, image_id, self.serdes.upload.encode(event, topic))])
+        except BrokerUnavailable:
+            discard_producer(self._producer)  # never retry a fenced one
+            self._producer = make_producer(self.settings)
+            raise
         if refused:
             raise OutputRejected(f"the broker refused the upload event: {refused[0]}")
         return Submission(image_id, event_id, bucket, key, steps)

@@ -61,7 +61,8 @@ def imported_modules(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}: relative import; darkroom imports absolutely, so arrows can be read"
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return {m for m in found if m.split(".")[0] in {"streams", "processors"}}
 

@@ -105,6 +105,8 @@ class OperationStep:
     def prefetch(self, request: Event) -> None:
         """Start reading ``request``'s input (and any finished manifest) in the background."""
         if request["event_id"] not in self._prefetched:
+            if len(self._prefetched) > 1:  # reads of records never handled (an outage, a rebalance)
+                self._prefetched.clear()
             self._prefetched[request["event_id"]] = self._io.submit(self._read, request)
 
     def __call__(self, request: Event, log: Any) -> list[Record]:

@@ -5,19 +5,21 @@ idempotent producer): callers commit input offsets after it, never before. It so
 can go wrong the way the loop must react to it: a producer the library declares unusable
 (``ProducerFailed``: fatal error, fenced) is to be rebuilt; a broker that did not answer
 (``BrokerUnavailable``) is an outage to wait out; a record the broker refuses for good
-(too large, not authorised, unknown topic) comes back in the result, so its input can be
-failed with ``output_rejected`` instead of being retried forever.
+(too large, unknown topic) comes back in the result, so its input can be failed with
+``output_rejected`` instead of being retried forever; refused credentials or ACLs are
+``AccessRefused``, which stops the worker rather than failing its backlog.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
-from processors.errors import BrokerUnavailable
+from processors.errors import AccessRefused, BrokerUnavailable
 from streams.config import Settings
 
 _PERMANENT = frozenset(
@@ -26,8 +28,6 @@ _PERMANENT = frozenset(
         KafkaError.RECORD_LIST_TOO_LARGE,
         KafkaError.INVALID_RECORD,
         KafkaError.INVALID_MSG_SIZE,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
         KafkaError.UNKNOWN_TOPIC_OR_PART,
         KafkaError._UNKNOWN_TOPIC,
         KafkaError._INVALID_ARG,
@@ -36,6 +36,8 @@ _PERMANENT = frozenset(
 """Delivery errors that no retry can fix: the record, not the broker, is the problem."""
 
 _FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
+_DENIED = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED})
+"""Refused credentials or ACLs: the worker stops and says so instead of failing the backlog."""
 
 
 class ProducerFailed(BrokerUnavailable):
@@ -48,7 +50,7 @@ class Record:
 
     topic: str
     key: str | bytes | None
-    value: bytes
+    value: bytes | None
     headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
 
 
@@ -63,6 +65,16 @@ def make_producer(settings: Settings) -> Producer:
             "message.max.bytes": settings.max_message_bytes,
         }
     )
+
+
+def discard_producer(old: Producer) -> None:
+    """Drop a producer whose delivery failed; the caller makes a new one and sends again.
+
+    The old one may be fenced or in a state the broker no longer accepts (seen on the
+    embedded broker after its log store froze: every retry of that producer refused, for
+    as long as it lived, reported only as timeouts), so it is never retried."""
+    with contextlib.suppress(KafkaException, SystemError, RuntimeError):
+        old.purge()
 
 
 def make_consumer(settings: Settings, group_id: str, **extra: object) -> Consumer:
@@ -85,6 +97,8 @@ def check_delivery_error(err: KafkaError) -> str | None:
     """Raise for an error the whole batch must react to; return the reason of a refused record."""
     if err.fatal() or err.code() in _FENCED:
         raise ProducerFailed(f"the Kafka producer is unusable: {err.str()}")
+    if err.code() in _DENIED:
+        raise AccessRefused(f"Kafka refused darkroom's credentials: {err.str()}")
     if err.code() in _PERMANENT:
         return err.str()
     raise BrokerUnavailable(f"Kafka did not acknowledge the output: {err.str()}")

@@ -29,7 +29,9 @@ _MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotF
 _DENIED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"})
 
 
-_EXISTS = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+_EXISTS = frozenset({"PreconditionFailed"})
+"""A conditional write found an object (``ConditionalRequestConflict``, a concurrent
+conditional write still in progress, stays retryable)."""
 
 
 class _Exists(Exception):

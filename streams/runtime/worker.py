@@ -16,16 +16,21 @@ What the loop does when something goes wrong, so that handlers need not:
   records before it are delivered and committed, the rest are sought back, the
   partitions are paused and the loop waits (``backoff_delay``: doubling from
   ``retry_backoff_s`` to ``retry_max_backoff_s``, jittered) while polling, so the
-  consumer keeps its group membership; then it reads them again. A record that has
-  waited ``retry_timeout_s`` in all is finalized by the handler's ``fail`` with the
-  outage's retryable code; sinks (no ``fail``) never drop a final event and keep waiting.
+  consumer keeps its group membership; then it reads them again. A record whose handler
+  has met outages for ``retry_timeout_s`` in all is finalized by the handler's ``fail``
+  with the outage's retryable code; records that cannot be decoded or delivered yet (the
+  registry or the broker is down) have no event to fail and wait, and so do sinks (no
+  ``fail``), which never drop a final event.
 - **A poison record** (a handler or sink raised something unexpected) is tried
   ``poison_attempts`` times with backoff, then failed through ``fail`` with
   ``processing_failed``, or dead-lettered with the reason; a failing sink batch is
   written record by record to find it. Its neighbours and other partitions keep moving.
-- **A producer the library declares unusable** (fatal, fenced) is replaced by a new one
-  and the batch retried; after ``_MAX_PRODUCER_FAILURES`` in a row the worker gives up,
-  leaves its group so its partitions move, and the supervisor restarts it.
+- **A producer whose delivery failed is replaced** (``discard_producer``) before the batch
+  is retried: one the library declares unusable (fatal, fenced) must be, and one the
+  broker silently keeps refusing (fenced on the embedded broker, seen only as timeouts)
+  cannot be told apart from an outage. After ``_MAX_PRODUCER_FAILURES`` unusable ones in
+  a row the worker gives up, leaves its group so its partitions move, and the supervisor
+  restarts it.
 - **An output the broker refuses for good** (too large, not authorised) fails its input
   with ``output_rejected`` (or dead-letters it), instead of being retried forever.
 """
@@ -54,7 +59,7 @@ from processors.errors import (
     UndecodableEvent,
 )
 from streams.config import Settings
-from streams.runtime.kafka import ProducerFailed, Record, deliver, make_consumer, make_producer
+from streams.runtime.kafka import ProducerFailed, Record, deliver, discard_producer, make_consumer, make_producer
 from streams.runtime.retry import backoff_delay
 from streams.runtime.topics import DEAD_LETTER
 
@@ -65,6 +70,10 @@ _MAX_PRODUCER_FAILURES = 3
 
 OUTAGES = (DependencyUnavailable, AccessRefused)
 """Errors that pause a worker instead of failing the record in hand."""
+
+
+class _ConsumerStuck(BrokerUnavailable):
+    """The consumer holds partitions it never starts fetching: build a new one."""
 
 
 class _Stopping(DependencyUnavailable):
@@ -145,10 +154,16 @@ def _positions(batch: Sequence[Received], *, first: bool) -> list[TopicPartition
     for msg in batch:
         key = (msg.topic, msg.partition)
         if first:
-            positions.setdefault(key, msg.offset)
+            positions[key] = min(positions.get(key, msg.offset), msg.offset)
         else:
-            positions[key] = msg.offset + 1
+            positions[key] = max(positions.get(key, msg.offset + 1), msg.offset + 1)
     return [TopicPartition(topic, partition, offset) for (topic, partition), offset in positions.items()]
+
+
+def _fetched(consumer: Consumer, tp: TopicPartition) -> bool:
+    """Whether a fetch for ``tp`` has been answered (it left a high watermark behind)."""
+    marks = consumer.get_watermark_offsets(tp, cached=True)
+    return marks is not None and marks[1] >= 0
 
 
 class Worker:
@@ -166,33 +181,40 @@ class Worker:
         """When each record stalled by an outage first stalled (its retry budget's start)."""
         self._outages = 0
         """Outage waits in a row: the backoff's exponent."""
+        self._unstarted_since: float | None = None
+        """Since when the consumer has held partitions without a fetch position."""
 
     def run(self, stop: threading.Event) -> None:
         """Process records until ``stop`` is set; the batch in hand is always finished."""
         self._stop = stop
-        consumer = make_consumer(self.settings, self.spec.group_id)
+        consumer = self._subscribed()
         producer = self.producers(self.settings)
         producer_failures = 0
         busy = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.spec.name}-batch")
-        consumer.subscribe(list(self.spec.topics))
         self.log.info("worker started")
         try:
             while not stop.is_set():
-                batch = self._next_batch(consumer)
+                try:
+                    batch = self._next_batch(consumer)
+                except _ConsumerStuck as exc:
+                    self.log.warning("consumer stuck; building a new one", error=exc.message)
+                    consumer.close()
+                    consumer = self._subscribed()
+                    continue
                 if not batch:
                     continue
                 outcome = self._in_group(consumer, busy, batch)
                 try:
                     self._deliver(producer, outcome.done)
-                except ProducerFailed as exc:
-                    producer_failures += 1
-                    if producer_failures >= _MAX_PRODUCER_FAILURES:
-                        raise
-                    self.log.warning("producer unusable; building a new one", error=exc.message)
-                    producer = self.producers(self.settings)
-                    self._wait_out(consumer, batch, exc)
-                    continue
-                except BrokerUnavailable as exc:
+                except OUTAGES as exc:  # the broker, or the registry the failure events need
+                    if isinstance(exc, BrokerUnavailable):
+                        discard_producer(producer)
+                        producer = self.producers(self.settings)
+                    if isinstance(exc, ProducerFailed):
+                        producer_failures += 1
+                        if producer_failures >= _MAX_PRODUCER_FAILURES:
+                            raise
+                        self.log.warning("producer unusable; building a new one", error=exc.message)
                     self._wait_out(consumer, batch, exc)
                     continue
                 producer_failures = 0
@@ -208,6 +230,28 @@ class Worker:
             consumer.close()  # leaves the group so partitions move without waiting for a timeout
             self.log.info("worker stopped")
 
+    def _subscribed(self) -> Consumer:
+        consumer = make_consumer(self.settings, self.spec.group_id)
+        consumer.subscribe(list(self.spec.topics))
+        self._unstarted_since = None
+        return consumer
+
+    def _check_started(self, consumer: Consumer) -> None:
+        """Raise ``_ConsumerStuck`` when the consumer has held partitions without a single
+        fetch answer (no cached high watermark) for three session timeouts, at least 30 s.
+        Seen on the embedded broker after it restarted under a consumer: the committed
+        offsets were never fetched, so nothing was read again. Rejoining gets it going; a
+        healthy idle consumer keeps fetching and always has watermarks."""
+        assignment = consumer.assignment()
+        if not assignment or any(_fetched(consumer, tp) for tp in assignment):
+            self._unstarted_since = None
+            return
+        now = time.monotonic()
+        if self._unstarted_since is None:
+            self._unstarted_since = now
+        elif (idle := now - self._unstarted_since) > max(30.0, 3 * self.settings.session_timeout_ms / 1000):
+            raise _ConsumerStuck(f"{len(assignment)} partitions assigned, none fetched for {idle:.0f}s")
+
     def _delay(self, attempt: int) -> float:
         return backoff_delay(attempt, self.settings.retry_backoff_s, self.settings.retry_max_backoff_s)
 
@@ -220,7 +264,9 @@ class Worker:
         """
         first = consumer.poll(0.5)
         if first is None:
+            self._check_started(consumer)
             return []
+        self._unstarted_since = None
         polled = [first]
         size = min(self.settings.batch_size, self.spec.max_batch or self.settings.batch_size)
         if size > 1:
@@ -318,7 +364,7 @@ class Worker:
                 emitted = self.spec.handle(event, log)
             except OUTAGES as exc:
                 return self._stalled(msg, event, exc, log)
-            except DarkroomError as exc:  # typed and permanent: no retry can help
+            except DarkroomError as exc:  # a typed error the handler chose not to turn into an event
                 return self._give_up(msg, event, exc, log)
             except Exception as exc:
                 if attempt < self.settings.poison_attempts:
@@ -349,6 +395,7 @@ class Worker:
 
     def _give_up(self, msg: Received, event: Event, error: DarkroomError, log: Any) -> list[Record]:
         log.warning("record failed", error_code=error.code, error=error.message)
+        self._waiting_since.pop((msg.topic, msg.partition, msg.offset), None)
         if self.spec.fail is not None:
             return self.spec.fail(event, error)
         return [self._dead_letter(msg, error)]
@@ -370,8 +417,8 @@ class Worker:
             self.log.warning("batch write raised; writing record by record", error=type(exc).__name__)
             for i, item in enumerate(decoded):
                 outcome = self._sink([item], outcome)
-                if outcome.outage is not None:
-                    outcome.rest = [m for m, _ in decoded[i + 1 :]] + outcome.rest
+                if outcome.outage is not None:  # the record itself leads ``rest``; the later ones follow it
+                    outcome.rest[1:1] = [m for m, _ in decoded[i + 1 :]]
                     return outcome
             return outcome
         outcome.done.extend(_Done(msg, [], event) for msg, event in decoded)
@@ -432,7 +479,7 @@ class Worker:
         return Record(
             topic=self.settings.topic(DEAD_LETTER),
             key=msg.key,
-            value=msg.value or b"",
+            value=msg.value,
             headers=(
                 ("darkroom-error-code", exc.code.encode()),
                 ("darkroom-error-message", exc.message.encode()),

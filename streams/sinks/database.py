@@ -33,6 +33,7 @@ from streams.config import Settings, mask_url
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_LOCK = 0x6461726B726F6F6D & 0x7FFFFFFFFFFFFFFF
 """Advisory lock key of darkroom's migrations ("darkroom" in ASCII)."""
+_SQLITE_OUTAGE = re.compile(r"locked|busy|unable to open|disk|I/O", re.I)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_\w+\.sql$")
 Row = dict[str, Any]
 
@@ -99,7 +100,7 @@ class Database:
     def transaction(self) -> Iterator[Transaction]:
         """Everything inside commits together or not at all."""
         with self._lock:
-            if self._conn is None or (self.engine == "postgresql" and self._conn.closed):
+            if self.engine == "postgresql" and self._conn.closed:
                 self._connect()
             try:
                 if self.engine == "sqlite":
@@ -113,9 +114,12 @@ class Database:
                 else:
                     with self._conn.transaction():
                         yield Transaction(self)
-            except (sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                if self.engine == "postgresql":
-                    self._conn.close()  # opened again by the next transaction
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self._conn.close()  # opened again by the next transaction
+                raise DatabaseUnavailable(f"database {self.url_for_humans} failed: {_first_line(exc)}") from None
+            except sqlite3.OperationalError as exc:
+                if not _SQLITE_OUTAGE.search(str(exc)):
+                    raise  # "no such table", a syntax error: a bug, not an outage
                 raise DatabaseUnavailable(f"database {self.url_for_humans} failed: {_first_line(exc)}") from None
 
     def _migration_lock(self, tx: Transaction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError
 
-from processors.errors import BrokerUnavailable
+from processors.errors import AccessRefused, BrokerUnavailable
 from streams.runtime.kafka import ProducerFailed, check_delivery_error
 
 
@@ -22,11 +22,14 @@ def test_an_unusable_producer_is_to_be_rebuilt(err: KafkaError) -> None:
         check_delivery_error(err)
 
 
-@pytest.mark.parametrize(
-    "code", [KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.UNKNOWN_TOPIC_OR_PART]
-)
+@pytest.mark.parametrize("code", [KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.UNKNOWN_TOPIC_OR_PART])
 def test_a_record_refused_for_good_is_reported_not_retried(code: int) -> None:
     assert check_delivery_error(KafkaError(code, "refused")) == "refused"
+
+
+def test_refused_credentials_stop_the_worker_instead_of_failing_records() -> None:
+    with pytest.raises(AccessRefused):
+        check_delivery_error(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "not authorised"))
 
 
 @pytest.mark.parametrize("code", [KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError.NOT_ENOUGH_REPLICAS])
