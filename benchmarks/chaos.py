@@ -21,10 +21,11 @@ then waits until every image has its result row and every webhook was delivered.
 Prints one JSON line: images, completed, failed, lost (no row), duplicate rows,
 webhook-id mismatches (an image whose webhooks carry an id other than its final event's),
 unverified webhooks (svix, an independent implementation, checks every request),
-kills, tracebacks in the workers' logs, how often workers paused for an outage and
-rebuilt a producer, final lag of every group, drain seconds (from the end of the faults
-until the last row and webhook), and the bar: ``ok`` is true when lost,
-failed, duplicate rows, mismatches, unverified, tracebacks and lag are all 0.
+kills, workers that exited on their own (and were restarted), tracebacks in the workers'
+logs, how often workers paused for an outage and rebuilt a producer, final lag of every
+group, drain seconds (from the end of the faults until the last row and webhook), and
+the bar: ``ok`` is true when lost, failed, duplicate rows, mismatches, unverified,
+tracebacks and lag are all 0.
 """
 
 from __future__ import annotations
@@ -104,12 +105,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class Fleet:
-    """The worker processes; a killed one is started again at once."""
+    """The worker processes; a killed one is started again at once, and one that exited
+    is started again within a second (what an orchestrator would do)."""
 
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.env, self.logs = env, logs
         self.procs: list[subprocess.Popen[bytes]] = [self._start(i) for i in range(len(SERVICES))]
         self.kills = 0
+        self.exits = 0
 
     def _start(self, i: int) -> subprocess.Popen[bytes]:
         with (self.logs / f"{i}-{SERVICES[i]}.log").open("ab") as log:
@@ -120,6 +123,12 @@ class Fleet:
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
             )
+
+    def restart_exited(self) -> None:
+        for i, proc in enumerate(self.procs):
+            if proc.poll() is not None:
+                self.exits += 1
+                self.procs[i] = self._start(i)
 
     def kill_one(self, rng: random.Random) -> None:
         i = rng.randrange(len(self.procs))
@@ -171,7 +180,10 @@ def _faults(stack: Stack, fleet: Fleet, rng: random.Random, done: threading.Even
     def kills_for(seconds: float) -> None:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            time.sleep(min(rng.uniform(3, 6), max(0.0, end - time.monotonic())))
+            next_kill = time.monotonic() + rng.uniform(3, 6)
+            while time.monotonic() < min(next_kill, end):
+                time.sleep(0.5)
+                fleet.restart_exited()
             if time.monotonic() < end:
                 fleet.kill_one(rng)
 
@@ -244,6 +256,7 @@ def run(images: int, seed: int, rate: float, postgres: str) -> dict[str, Any]:
                 delivered = set(receiver.delivered)
             if wanted <= set(rows) and wanted <= delivered:
                 break
+            fleet.restart_exited()
             time.sleep(1.0)
         drain_s = time.monotonic() - drained_from
         groups = {
@@ -286,6 +299,7 @@ def run(images: int, seed: int, rate: float, postgres: str) -> dict[str, Any]:
         "webhooks_undelivered": undelivered,
         "unverified_webhooks": unverified,
         "kills": fleet.kills,
+        "exits": fleet.exits,
         "tracebacks": logs.count("Traceback"),
         "pauses": logs.count("dependency unavailable; paused"),
         "producer_rebuilds": logs.count("producer unusable; building a new one"),

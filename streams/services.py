@@ -2,21 +2,45 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from contextlib import closing
 
+import structlog
+
 from processors import AVAILABLE_OPERATIONS, KNOWN_OPERATIONS
+from processors.errors import DependencyUnavailable
 from streams.config import Settings
 from streams.handlers.steps import worker_specs
+from streams.runtime.retry import backoff_delay
 from streams.runtime.supervisor import Service, Supervisor
+from streams.runtime.topics import ensure_topics
 from streams.sinks import dispatcher
 from streams.sinks.database import Database
 from streams.sinks.results import results_spec
 from streams.wire.events import Serdes
 
+_log = structlog.get_logger("darkroom.services")
 SINKS = ("results", "webhooks")
 ALL = ("ingest", *AVAILABLE_OPERATIONS, *SINKS)
 NAMES = ("ingest", *KNOWN_OPERATIONS, *SINKS)
+
+
+def start_when_ready(settings: Settings, names: Sequence[str], stop: threading.Event) -> Supervisor | None:
+    """Provision topics, migrate the database and build the supervisor, waiting out an
+    outage instead of exiting: a worker restarted while the broker or the database is
+    down starts once they answer (None if ``stop`` is set first)."""
+    attempt = 0
+    while not stop.is_set():
+        try:
+            ensure_topics(settings)
+            return build_supervisor(settings, names)
+        except DependencyUnavailable as exc:
+            attempt += 1
+            delay = backoff_delay(attempt, settings.retry_backoff_s, settings.retry_max_backoff_s)
+            _log.warning("dependency unavailable at start; waiting", error_code=exc.code, error=exc.message)
+            stop.wait(delay)
+    return None
 
 
 def build_supervisor(settings: Settings, names: Sequence[str]) -> Supervisor:

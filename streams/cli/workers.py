@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,11 +21,12 @@ def add_parsers(sub: Any) -> None:
 
 
 def _run_workers(settings: Settings, names: Sequence[str]) -> int:
-    from streams.runtime.topics import ensure_topics
-    from streams.services import build_supervisor
+    from streams.services import start_when_ready
 
-    ensure_topics(settings)
-    build_supervisor(settings, names).run_until_signalled()
+    # until the supervisor runs, SIGTERM ends the process at once (nothing is in flight)
+    supervisor = start_when_ready(settings, names, threading.Event())
+    assert supervisor is not None
+    supervisor.run_until_signalled()
     return 0
 
 
