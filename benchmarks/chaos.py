@@ -23,7 +23,8 @@ webhook-id mismatches (an image whose webhooks carry an id other than its final 
 unverified webhooks (svix, an independent implementation, checks every request),
 kills, workers that exited on their own (and were restarted), tracebacks in the workers'
 logs, how often workers paused for an outage and rebuilt a producer, final lag of every
-group, drain seconds (from the end of the faults until the last row and webhook), and
+group, drain seconds (from when both the faults and the submissions ended until the last
+row and webhook), and
 the bar: ``ok`` is true when lost, failed, duplicate rows, mismatches, unverified,
 tracebacks and lag are all 0.
 """
