@@ -2,8 +2,9 @@
 
 A step is: read input → reuse finished outputs if a manifest exists → run the operation →
 write outputs → write the manifest → return the next request (or the completion event).
-Output keys are a function of image id, step, operation version, canonical params and the
-input's sha256, so a redelivery or replay writes the same bytes to the same keys; the
+Output keys are a function of image id, step, operation version, canonical params, the
+input's sha256 and what made the pixels (``Operation.plan`` / ``StepResult.identity``),
+so a redelivery or replay writes the same bytes to the same keys; the
 manifest, written last, marks the step finished so a redelivery after a crash skips the
 work. Every failure of the image becomes a failure event; outages (a dependency that
 does not answer) are raised to the loop, which pauses instead of failing the image, and
@@ -69,24 +70,23 @@ class Ingest:
         self.serdes = serdes
 
     def __call__(self, upload: Event, log: Any) -> list[Record]:
-        upload_id = upload["event_id"]
         try:
             steps = pipeline.resolve(upload["pipeline"], upload.get("preset"))
             pipeline.validate(steps)
         except InvalidPipeline as exc:
             log.info("pipeline rejected", error_code=exc.code, error=exc.message)
-            failure = events.failed(
-                upload, exc, upload_event_id=upload_id, step_index=exc.step_index, failed_step=exc.step
-            )
-            return [_record(self.settings, FAILED, failure, self.serdes.failed)]
+            return self.fail(upload, exc)
         request = events.step_request(
-            upload, upload_event_id=upload_id, pipeline=steps, step_index=0, input_key=upload["key"]
+            upload, upload_event_id=upload["event_id"], pipeline=steps, step_index=0, input_key=upload["key"]
         )
         return [_record(self.settings, step_topic(steps[0]["operation"]), request, self.serdes.step)]
 
     def fail(self, upload: Event, exc: DarkroomError) -> list[Record]:
-        """The failure event of an upload the loop gives up on."""
-        failure = events.failed(upload, exc, upload_event_id=upload["event_id"], step_index=None, failed_step=None)
+        """The failure event of an upload: its rejected pipeline, or one the loop gives up on."""
+        step_index, step = (exc.step_index, exc.step) if isinstance(exc, InvalidPipeline) else (None, None)
+        failure = events.failed(
+            upload, exc, upload_event_id=upload["event_id"], step_index=step_index, failed_step=step
+        )
         return [_record(self.settings, FAILED, failure, self.serdes.failed)]
 
 

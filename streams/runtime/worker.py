@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -296,13 +296,20 @@ class Worker:
         except FutureTimeout:
             pass
         self.log.info("long batch; pausing partitions and polling to keep group membership")
-        consumer.pause(consumer.assignment())
-        try:
+        with self._paused(consumer):
             while True:
                 try:
                     return future.result(timeout=_POLL_WHILE_BUSY_S)
                 except FutureTimeout:
                     self._put_back(consumer, consumer.poll(0))
+
+    @contextlib.contextmanager
+    def _paused(self, consumer: Consumer) -> Iterator[None]:
+        """Every assigned partition paused inside: the loop keeps polling (membership,
+        rebalances) without taking records; what a new assignment hands out is put back."""
+        consumer.pause(consumer.assignment())
+        try:
+            yield
         finally:
             consumer.resume(consumer.assignment())
 
@@ -515,17 +522,13 @@ class Worker:
             delay_s=round(delay, 2),
             waits=self._outages,
         )
-        assignment = consumer.assignment()
         for tp in _positions(rest, first=True):
             with contextlib.suppress(KafkaException):  # no longer assigned: its new owner reads it
                 consumer.seek(tp)
-        consumer.pause(assignment)
         deadline = time.monotonic() + delay
-        try:
+        with self._paused(consumer):
             while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
                 self._put_back(consumer, consumer.poll(min(left, _POLL_WHILE_BUSY_S)))
-        finally:
-            consumer.resume(consumer.assignment())
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
