@@ -21,6 +21,8 @@ tree where they enter darkroom, never passed through.
     │   │   ├── OperationUnavailable        operation_unavailable
     │   │   └── InvalidParameters           invalid_parameters
     │   ├── ObjectMissing                   object_missing
+    │   ├── BucketNotAllowed                bucket_not_allowed
+    │   ├── InvalidImageId                  invalid_image_id
     │   ├── UndecodableEvent                undecodable_event
     │   ├── ConfigurationError              configuration_error
     │   │   ├── AccessRefused               configuration_error (a service refused darkroom's credentials)
@@ -122,6 +124,18 @@ class InvalidParameters(InvalidPipeline):
 
 class ObjectMissing(PermanentError):
     code = "object_missing"
+
+
+class BucketNotAllowed(PermanentError):
+    """An event names a bucket outside ``DARKROOM_ALLOWED_BUCKETS`` (or one of darkroom's own)."""
+
+    code = "bucket_not_allowed"
+
+
+class InvalidImageId(PermanentError):
+    """An image id outside the documented character set and length (it becomes part of keys)."""
+
+    code = "invalid_image_id"
 
 
 class UndecodableEvent(PermanentError):

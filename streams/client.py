@@ -16,13 +16,14 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from processors.errors import BrokerUnavailable, OutputRejected, UndecodableEvent
 from streams.config import Settings
+from streams.runtime.egress import EgressGuard
 from streams.runtime.kafka import Record, deliver, discard_producer, make_consumer, make_producer
 from streams.runtime.retry import retry
 from streams.runtime.storage import ObjectStore
 from streams.runtime.topics import COMPLETED, FAILED, UPLOADED
 from streams.runtime.worker import Received
 from streams.wire import pipeline as pipelines
-from streams.wire.events import Event, Serdes, derived_id, now
+from streams.wire.events import Event, Serdes, check_source, derived_id, now
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -49,6 +50,7 @@ class Client:
         self.settings = settings
         self.store = store or ObjectStore(settings)
         self.serdes = Serdes(settings)
+        self._guard = EgressGuard.from_settings(settings)
         self._producer = make_producer(settings)
 
     def submit(
@@ -68,6 +70,7 @@ class Client:
         """
         steps = _steps(pipeline)
         image_id = image_id or uuid.uuid4().hex[:20]
+        self._admit(image_id, self.settings.bucket, options.get("callback_url"))
         key = f"uploads/{image_id}/{_UNSAFE.sub('_', Path(filename).name) or 'image'}"
         ctype = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
         s = self.settings
@@ -99,6 +102,7 @@ class Client:
         event_id = derived_id(f"idempotency/{tenant or ''}", idempotency_key) if idempotency_key else str(uuid.uuid4())
         image_id = image_id or event_id.replace("-", "")[:20]
         bucket = bucket or self.settings.bucket
+        self._admit(image_id, bucket, callback_url)
         event = {
             "event_id": event_id,
             "image_id": image_id,
@@ -121,6 +125,12 @@ class Client:
         if refused:
             raise OutputRejected(f"the broker refused the upload event: {refused[0]}")
         return Submission(image_id, event_id, bucket, key, steps)
+
+    def _admit(self, image_id: str, bucket: str, callback_url: str | None) -> None:
+        """Refuse here what ingest would refuse (id, bucket, callback target), before anything is stored."""
+        check_source({"image_id": image_id, "bucket": bucket}, self.settings.buckets_allowed)
+        if callback_url:
+            self._guard.admit(callback_url)
 
     def submit_file(self, path: Path, pipeline: str | Sequence[pipelines.Step], **kwargs: Any) -> Submission:
         return self.submit(path.read_bytes(), path.name, pipeline, **kwargs)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from processors.errors import ConfigurationError
 from processors.operation import (
@@ -25,6 +26,8 @@ from processors.operation import (
 )
 
 PREFIX = "DARKROOM_"
+BROKER_BUCKET_SUFFIX = "-broker-log"
+"""The embedded broker keeps its log in ``<bucket>-broker-log``."""
 
 
 def _default_home() -> Path:
@@ -50,6 +53,9 @@ class Settings:
     s3_region: str = "us-east-1"
     s3_secure: bool = False
     bucket: str = "darkroom"
+    # Buckets an upload may name (comma-separated); empty means ``bucket`` alone. The
+    # embedded broker's log bucket is darkroom's own and is never allowed.
+    allowed_buckets: str = ""
     output_prefix: str = "derived"
     topic_prefix: str = ""
     partitions: int = 4
@@ -77,6 +83,7 @@ class Settings:
     webhook_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
     webhook_timeout_s: float = 15.0
     webhook_max_in_flight_per_host: int = 4
+    webhook_lease_s: float = 35.0  # a claimed delivery is due again if its dispatcher stops renewing it
     webhook_allow_networks: str = ""
     webhook_secrets: str = field(default="", repr=False)
     # Ports of the embedded stack (loopback only). Every HTTP port of SeaweedFS also
@@ -95,6 +102,17 @@ class Settings:
     @property
     def embedded_s3(self) -> bool:
         return not self.s3_endpoint
+
+    @property
+    def internal_buckets(self) -> frozenset[str]:
+        """Buckets darkroom keeps for itself (the embedded broker's log): never read or written for an upload."""
+        return frozenset({self.bucket + BROKER_BUCKET_SUFFIX})
+
+    @property
+    def buckets_allowed(self) -> frozenset[str]:
+        """The buckets uploads may name: ``allowed_buckets``, or ``bucket`` alone, less the internal ones."""
+        named = {b.strip() for b in self.allowed_buckets.split(",") if b.strip()} or {self.bucket}
+        return frozenset(named - self.internal_buckets)
 
     @property
     def limits(self) -> Limits:
@@ -135,8 +153,25 @@ class Settings:
 
 
 def mask_url(url: str) -> str:
-    """``url`` without its credentials, fit for logs and messages."""
-    return re.sub(r"//[^@/]*@", "//***@", url)
+    """``url`` fit for logs, messages and CLI output: user info and query values masked.
+
+    What does not parse as ``scheme://host[:port]…`` shows only its scheme, since anything
+    after it may be a password (``mysql:admin:hunter2@…``, ``db://user:pw/x``).
+    """
+    scheme, _, rest = url.partition(":")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises for a non-numeric port, which may be a password
+    except ValueError:
+        parts = None
+    if parts is None or not rest.startswith("//") or not _SCHEME.fullmatch(scheme):
+        return f"{scheme}:***" if _SCHEME.fullmatch(scheme) else "***"
+    _, at, host = parts.netloc.rpartition("@")
+    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return f"{parts.scheme}://{'***@' if at else ''}{host}{parts.path}" + (f"?{query}" if query else "")
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
 def _parse_bool(raw: str) -> bool:
@@ -173,6 +208,12 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     unknown = sorted(k for k in env if k.startswith(PREFIX) and k[len(PREFIX) :].lower() not in _FIELD_NAMES)
     problems.extend(f"{k}: unknown setting" for k in unknown)
     values.update(overrides)
+    internal = sorted(
+        set(str(values.get("allowed_buckets", "")).replace(" ", "").split(","))
+        & {str(values.get("bucket", Settings.bucket)) + BROKER_BUCKET_SUFFIX}
+    )
+    if internal:
+        problems.append(f"{PREFIX}ALLOWED_BUCKETS: {', '.join(internal)} is darkroom's own and cannot be allowed")
     if values.get("log_format", "auto") not in {"auto", "json", "console"}:
         problems.append(f"{PREFIX}LOG_FORMAT: expected auto, json or console")
     if problems:

@@ -19,7 +19,9 @@ import pytest
 
 from streams.config import Settings, load_settings
 from streams.dev.stack import Stack, throwaway_settings
+from streams.handlers.steps import worker_specs
 from streams.runtime.storage import ObjectStore
+from streams.runtime.supervisor import Supervisor
 from streams.runtime.topics import ensure_topics
 
 
@@ -83,6 +85,16 @@ def settings(stack_settings: Settings) -> Settings:
 @pytest.fixture
 def store(settings: Settings) -> ObjectStore:
     return ObjectStore(settings)
+
+
+@pytest.fixture
+def workers(settings: Settings) -> Iterator[Supervisor]:
+    """Ingest and thumbnail workers on the test's topics, stopped after the test."""
+    supervisor = Supervisor(settings, worker_specs(settings, ["ingest", "thumbnail"]))
+    supervisor.start()
+    yield supervisor
+    supervisor.stop.set()
+    supervisor.join(30)
 
 
 @pytest.fixture

@@ -42,3 +42,12 @@ def test_every_error_code_is_documented() -> None:
 def test_presets_are_documented_as_they_are() -> None:
     for name, spec in PRESETS.items():
         assert f"`{name}` (`{spec}`)" in README
+
+
+def test_the_backends_listed_are_those_the_events_carry() -> None:
+    from processors.upscale.engine import BACKENDS
+
+    listed = re.search(r"Backends in events:(.*?)\.\n", README, re.S)
+    assert listed is not None
+    names = set(re.findall(r"`([^`]+)`", listed.group(1))) - {"precision=exact"}
+    assert names == {"pillow", *BACKENDS}

@@ -313,6 +313,8 @@ class _Torch:
 
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+BACKENDS = ("torch-cpu-fp32", "torch-cpu-bf16", "torch-cuda-fp32", "torch-cuda-fp16", "ncnn-cpu-fp32", "lanczos")
+"""Every value an upscale step's ``backend`` can take; the README lists them."""
 
 
 class _Ncnn:

@@ -10,7 +10,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from processors.errors import ConfigurationError, DarkroomError, InvalidPipeline
+from processors.errors import (
+    ConfigurationError,
+    DarkroomError,
+    InvalidPipeline,
+    InvalidWebhookUrl,
+    WebhookTargetBlocked,
+)
 from streams.cli import models, stack, status, submit, webhooks, workers
 from streams.cli.common import EXIT_FAILED, EXIT_USAGE
 from streams.config import load_settings
@@ -18,6 +24,8 @@ from streams.runtime.logs import configure_logging
 
 _GROUPS = (stack, workers, submit, models, status, webhooks)
 """In the order ``--help`` lists them."""
+_USAGE = (InvalidPipeline, ConfigurationError, InvalidWebhookUrl, WebhookTargetBlocked)
+"""What the user typed or configured: exit 2, like argparse's own usage errors."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +46,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except DarkroomError as exc:
         print(f"darkroom: error: {exc.code}: {exc.message}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, InvalidPipeline | ConfigurationError) else EXIT_FAILED
+        return EXIT_USAGE if isinstance(exc, _USAGE) else EXIT_FAILED
     except KeyboardInterrupt:
         return 130

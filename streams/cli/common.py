@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from streams.config import Settings
+from streams.config import Settings, mask_url
 
 if TYPE_CHECKING:
     from streams.sinks.database import Database
@@ -16,6 +16,11 @@ EXIT_USAGE = 2
 
 def print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=None, default=str, sort_keys=True))
+
+
+def shown(deliveries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Delivery rows fit for a terminal: target URLs may carry tokens, so only masked."""
+    return [{**row, "url": mask_url(row["url"])} for row in deliveries]
 
 
 def open_database(settings: Settings) -> Database:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from streams.cli.common import EXIT_FAILED, open_database, print_json
+from streams.cli.common import EXIT_FAILED, open_database, print_json, shown
 from streams.config import Settings
 
 
@@ -32,7 +32,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     store = ObjectStore(settings)
     for output in row["outputs"]:
         output["url"] = store.presigned_get(output["bucket"], output["key"])
-    row["webhooks"] = deliveries(db, image_id=args.image_id)
+    row["webhooks"] = shown(deliveries(db, image_id=args.image_id))
     if args.json:
         print_json(row)
         return 0

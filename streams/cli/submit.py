@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from processors.errors import InvalidParameters
+from processors.errors import ConfigurationError, InvalidParameters
 from streams.cli.common import EXIT_FAILED, print_json
 from streams.config import Settings
 from streams.wire import pipeline as pipelines
@@ -18,7 +18,9 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("submit", help="upload files and emit their upload events")
     p.add_argument("files", nargs="+")
     p.add_argument("--pipeline", required=True, help="e.g. 'thumbnail:sizes=256+1024,format=webp' or a preset")
-    p.add_argument("--callback", help="webhook URL for this upload")
+    p.add_argument(
+        "--callback", help="webhook URL for this upload (http/https, public; needs DARKROOM_WEBHOOK_SECRETS to sign)"
+    )
     p.add_argument("--tenant")
     p.add_argument("--wait", action="store_true", help="follow each image to its final event")
     p.add_argument("--timeout", type=float, default=300.0)
@@ -42,6 +44,8 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidParameters(f"no such file: {', '.join(missing)}")
     steps = pipelines.parse_spec(args.pipeline)
     pipelines.validate(steps)  # before touching storage: a typo is the user's error, not an outage
+    if args.callback and not settings.webhook_secrets.strip():
+        raise ConfigurationError("--callback needs DARKROOM_WEBHOOK_SECRETS to sign its webhooks")
     client = Client(settings)
     subs = [client.submit_file(p, steps, callback_url=args.callback, tenant=args.tenant) for p in paths]
     if not args.wait:

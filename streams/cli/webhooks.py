@@ -7,8 +7,9 @@ import json
 from typing import Any
 
 from processors.errors import InvalidParameters
-from streams.cli.common import open_database, print_json
+from streams.cli.common import open_database, print_json, shown
 from streams.config import Settings
+from streams.runtime.egress import EgressGuard
 
 
 def add_parsers(sub: Any) -> None:
@@ -33,6 +34,7 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
         events = [f"image.{e.strip()}" for e in args.events.split(",")]
         if any(e not in {"image.completed", "image.failed"} for e in events):
             raise InvalidParameters("--events takes completed and/or failed")
+        EgressGuard.from_settings(settings).admit(args.url)  # refused here, before a secret is issued
         sub_id, secret = dispatcher.subscribe(db, args.tenant, args.url, events)
         if args.json:
             print_json({"id": sub_id, "secret": secret})
@@ -43,7 +45,7 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
         count = dispatcher.redeliver(db, args.ids or None)
         print(json.dumps({"redelivered": count}) if args.json else f"{count} exhausted deliveries queued again")
         return 0
-    rows = dispatcher.deliveries(db, status=args.status)
+    rows = shown(dispatcher.deliveries(db, status=args.status))
     if args.json:
         print_json({"deliveries": rows})
     else:

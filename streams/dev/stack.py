@@ -28,11 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from processors.errors import ConfigurationError, StorageUnavailable
-from streams.config import Settings
+from streams.config import BROKER_BUCKET_SUFFIX, Settings
 from streams.runtime.storage import ObjectStore
 
 STATE_FILE = "stack.json"
-BROKER_BUCKET_SUFFIX = "-broker-log"
 READY_PROBE = "_darkroom/ready"
 """The object ``stack up`` writes and reads back to know the S3 server really serves data."""
 

@@ -23,10 +23,18 @@ from functools import partial
 from typing import Any
 
 from processors import get_operation
-from processors.errors import DarkroomError, InvalidPipeline, ObjectMissing
+from processors.errors import (
+    DarkroomError,
+    InvalidPipeline,
+    InvalidWebhookUrl,
+    ObjectMissing,
+    PermanentError,
+    WebhookTargetBlocked,
+)
 from processors.operation import Operation, Rendition
 from processors.upscale import Upscale, UpscaleConfig
 from streams.config import Settings
+from streams.runtime.egress import EgressGuard
 from streams.runtime.kafka import Record
 from streams.runtime.retry import retry
 from streams.runtime.storage import ObjectStore
@@ -68,13 +76,19 @@ class Ingest:
     def __init__(self, settings: Settings, serdes: Serdes) -> None:
         self.settings = settings
         self.serdes = serdes
+        self.guard = EgressGuard.from_settings(settings)
 
     def __call__(self, upload: Event, log: Any) -> list[Record]:
         try:
+            events.check_source(upload, self.settings.buckets_allowed)
+            if upload.get("callback_url"):
+                self.guard.admit(upload["callback_url"], resolve=False)
             steps = pipeline.resolve(upload["pipeline"], upload.get("preset"))
             pipeline.validate(steps)
-        except InvalidPipeline as exc:
-            log.info("pipeline rejected", error_code=exc.code, error=exc.message)
+        except PermanentError as exc:
+            log.info("upload refused", error_code=exc.code, error=exc.message)
+            if isinstance(exc, InvalidWebhookUrl | WebhookTargetBlocked):  # never call a refused target
+                upload = {**upload, "callback_url": None}
             return self.fail(upload, exc)
         request = events.step_request(
             upload, upload_event_id=upload["event_id"], pipeline=steps, step_index=0, input_key=upload["key"]
@@ -155,6 +169,7 @@ class OperationStep:
 
     def _read(self, request: Event) -> _Input:
         """The input stage: parse params, read the input, find where (and whether) outputs exist."""
+        events.check_source(request, self.settings.buckets_allowed)  # step requests can be forged too
         op, index, bucket = self.operation, request["step_index"], request["bucket"]
         params = op.parse_params(request["pipeline"][index]["params"])
         data: bytes = self._storage(

@@ -381,7 +381,7 @@ class Worker:
                         raise _Stopping("worker stopping") from None
                     continue
                 log.error("handler raised on every attempt; failing the record", exc_info=True)
-                error = ProcessingFailed(f"{self.spec.name} failed unexpectedly ({type(exc).__name__})")
+                error = ProcessingFailed(f"{self.spec.name} failed unexpectedly; the worker's log has the details")
                 return self._give_up(msg, event, error, log)
             self._waiting_since.pop((msg.topic, msg.partition, msg.offset), None)
             log.info(
@@ -452,8 +452,8 @@ class Worker:
                 continue
             outcome.done.append(_Done(msg, [], event))
             return outcome
-        log.error("sink raised on every attempt; dead-lettering the record", error=type(error).__name__)
-        reason = ProcessingFailed(f"{self.spec.name} could not store the record ({type(error).__name__}: {error})")
+        log.error("sink raised on every attempt; dead-lettering the record", exc_info=error)
+        reason = ProcessingFailed(f"{self.spec.name} could not store the record; the worker's log has the details")
         outcome.done.append(_Done(msg, [self._dead_letter(msg, reason)], event))
         return outcome
 

@@ -73,6 +73,8 @@ class Database:
             )
         self._lock = threading.Lock()
         self._conn: Any = None
+        self.transactions = 0
+        """Transactions begun through this instance: what tests and benchmarks count writes by."""
         self._connect()
 
     def _connect(self) -> None:
@@ -100,6 +102,7 @@ class Database:
     def transaction(self) -> Iterator[Transaction]:
         """Everything inside commits together or not at all."""
         with self._lock:
+            self.transactions += 1
             if self.engine == "postgresql" and self._conn.closed:
                 self._connect()
             try:

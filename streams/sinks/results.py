@@ -90,6 +90,8 @@ def get_result(db: Database, image_id: str) -> Row | None:
         return None
     row = rows[0]
     row["outputs"] = json.loads(row["outputs"])
+    if row["retryable"] is not None:  # SQLite stores BOOLEAN as 0/1; the contract says true/false
+        row["retryable"] = bool(row["retryable"])
     row["timings"] = json.loads(row["timings"])
     return row
 
@@ -109,7 +111,9 @@ class ResultWriter:
                 status: FinalStatus = "completed" if msg.topic == self.completed_topic else "failed"
                 if not record_result(tx, status, event):
                     continue
-                log.info("result recorded", image_id=event["image_id"], event_id=event["event_id"], status=status)
+                log.bind(topic=msg.topic, partition=msg.partition, offset=msg.offset).info(
+                    "result recorded", image_id=event["image_id"], event_id=event["event_id"], status=status
+                )
                 if self.enqueue is not None:
                     self.enqueue(tx, status, event)
 

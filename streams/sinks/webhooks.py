@@ -12,8 +12,9 @@ again. Keeping the attempt free of state is what lets a SIGKILLed dispatcher res
 - **Classification** (the Standard Webhooks spec): 2xx delivered; 410 Gone disables the
   target; redirects are never followed, a 3xx is a failed attempt; every other status,
   timeouts and connection errors are retryable; 429/502/504 also ask to throttle; a
-  ``Retry-After`` answer is honoured (capped at ``MAX_RETRY_AFTER_S``).
-- **Egress**: every attempt goes through ``streams.sinks.egress.EgressGuard.pin``.
+  ``Retry-After`` answer is honoured (capped at ``MAX_RETRY_AFTER_S``), by the retry's
+  delay and, for a throttle, by ``TargetLimiter.throttle`` for the whole target.
+- **Egress**: every attempt goes through ``streams.runtime.egress.EgressGuard.pin``.
 
 Secrets are held by ``WebhookSecret``, whose repr hides them; nothing here logs.
 """
@@ -29,7 +30,7 @@ import secrets as _secrets
 import ssl
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -45,7 +46,7 @@ from processors.errors import (
     WebhookTargetUnresolvable,
 )
 from streams.config import PREFIX, Settings
-from streams.sinks.egress import EgressGuard, IPNetwork, parse_networks, parse_target
+from streams.runtime.egress import EgressGuard, IPNetwork, parse_networks, parse_target
 
 USER_AGENT = "darkroom-webhooks/1"
 DEFAULT_SCHEDULE_S: tuple[float, ...] = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -57,6 +58,8 @@ JITTER = 0.2
 """Each scheduled delay is multiplied by a factor drawn from [1 - JITTER, 1 + JITTER]."""
 MAX_RETRY_AFTER_S = 86_400.0
 """A receiver's ``Retry-After`` is honoured up to one day."""
+THROTTLE_COOLDOWN_S = 5.0
+"""How long a target that answered 429/502/504 without ``Retry-After`` gets no new attempt."""
 MAX_PAYLOAD_BYTES = 20_000
 """Standard Webhooks recommends payloads under ~20 KB; outputs are truncated to fit."""
 MAX_MESSAGE_CHARS = 1_000
@@ -425,40 +428,71 @@ def target_key(url: str) -> str:
 
 
 class TargetLimiter:
-    """At most ``max_in_flight_per_host`` attempts in flight per target; thread-safe.
+    """At most ``max_in_flight_per_host`` attempts in flight per target, none while it is throttled; thread-safe.
 
-    The dispatcher skips (and retries later) a delivery whose target is full, so one slow
-    or dead subscriber holds at most its own slots and never the others' deliveries.
+    Keys are ``target_key``. The dispatcher claims only deliveries whose target has a free
+    slot (``try_acquire``) and leaves the others in the database untouched (``closed``), so
+    one slow, dead or throttled subscriber holds at most its own slots and never the
+    others' deliveries. Per process: each dispatcher counts its own attempts.
     """
 
-    def __init__(self, max_in_flight_per_host: int) -> None:
+    def __init__(self, max_in_flight_per_host: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         if max_in_flight_per_host < 1:
             raise ValueError("max_in_flight_per_host must be >= 1")
         self.max_in_flight_per_host = max_in_flight_per_host
+        self._clock = clock
         self._in_flight: dict[str, int] = {}
+        self._throttled_until: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def try_acquire(self, host: str) -> bool:
+    def try_acquire(self, key: str) -> bool:
         with self._lock:
-            count = self._in_flight.get(host, 0)
-            if count >= self.max_in_flight_per_host:
+            count = self._in_flight.get(key, 0)
+            if count >= self.max_in_flight_per_host or self._throttled(key):
                 return False
-            self._in_flight[host] = count + 1
+            self._in_flight[key] = count + 1
             return True
 
-    def release(self, host: str) -> None:
+    def release(self, key: str) -> None:
         with self._lock:
-            count = self._in_flight.get(host, 0)
+            count = self._in_flight.get(key, 0)
             if count <= 0:
-                raise RuntimeError(f"release without acquire for {host}")
+                raise RuntimeError(f"release without acquire for {key}")
             if count == 1:
-                del self._in_flight[host]
+                del self._in_flight[key]
             else:
-                self._in_flight[host] = count - 1
+                self._in_flight[key] = count - 1
 
-    def in_flight(self, host: str) -> int:
+    def in_flight(self, key: str) -> int:
         with self._lock:
-            return self._in_flight.get(host, 0)
+            return self._in_flight.get(key, 0)
+
+    def throttle(self, key: str, retry_after_s: float | None) -> float:
+        """No new attempt for ``key`` during its ``Retry-After`` (capped), else ``THROTTLE_COOLDOWN_S``.
+
+        Returns the seconds it waits. A shorter request never cuts a longer throttle short.
+        """
+        seconds = THROTTLE_COOLDOWN_S if retry_after_s is None else min(max(retry_after_s, 0.0), MAX_RETRY_AFTER_S)
+        with self._lock:
+            until = self._clock() + seconds
+            self._throttled_until[key] = max(until, self._throttled_until.get(key, until))
+        return seconds
+
+    def closed(self) -> set[str]:
+        """The keys ``try_acquire`` refuses now (full or throttled): what not to claim."""
+        with self._lock:
+            full = {key for key, count in self._in_flight.items() if count >= self.max_in_flight_per_host}
+            return full | {key for key in list(self._throttled_until) if self._throttled(key)}
+
+    def _throttled(self, key: str) -> bool:
+        """Whether ``key`` is throttled now; forgets a throttle that ended. Call under the lock."""
+        until = self._throttled_until.get(key)
+        if until is None:
+            return False
+        if self._clock() < until:
+            return True
+        del self._throttled_until[key]
+        return False
 
 
 # --- configuration -------------------------------------------------------------------

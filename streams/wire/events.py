@@ -7,18 +7,36 @@ them and webhooks keep one ``webhook-id``.
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from processors.errors import DarkroomError
+from processors.errors import BucketNotAllowed, DarkroomError, InvalidImageId
 from streams.config import Settings
 from streams.wire.serde import Serde
 
 Event = dict[str, Any]
 FinalStatus = Literal["completed", "failed"]
 _NAMESPACE = uuid.UUID("6f1d9a52-4d2e-4f0e-9a43-6d61726b726f")
+
+
+IMAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""Image ids: 1–128 of ``A-Z a-z 0-9 . _ -``, starting with a letter or digit. The id is a
+segment of every output key and a Kafka key, so no ``/``, no ``..`` segment, no spaces."""
+
+
+def check_source(event: Event, allowed_buckets: Collection[str]) -> None:
+    """Refuse an upload or step request whose image id or bucket darkroom must not use.
+
+    Called before anything is read, so a producer cannot aim workers at another bucket
+    their credentials reach (the broker's log, another team's) or at keys outside the image's.
+    """
+    if not isinstance(event.get("image_id"), str) or not IMAGE_ID.fullmatch(event["image_id"]):
+        raise InvalidImageId("image id must be 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit")
+    if event["bucket"] not in allowed_buckets:
+        raise BucketNotAllowed(f"bucket {event['bucket']!r} is not in DARKROOM_ALLOWED_BUCKETS")
 
 
 def derived_id(upload_event_id: str, role: str) -> str:

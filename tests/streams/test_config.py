@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from processors.errors import ConfigurationError
-from streams.config import Settings, load_settings
+from streams.config import Settings, load_settings, mask_url
 
 
 def test_values_are_read_from_prefixed_environment_variables() -> None:
@@ -34,3 +34,19 @@ def test_to_env_round_trips() -> None:
 def test_embedded_s3_without_a_stack_explains_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="darkroom stack up"):
         Settings(home=tmp_path).s3_credentials()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://admin:hunter2@db:5432/x", "postgresql://***@db:5432/x"),
+        ("postgresql://db/x?password=hunter2&sslmode=require", "postgresql://db/x?password=***&sslmode=***"),
+        ("https://hooks.example.com/cb?token=hunter2#hunter2", "https://hooks.example.com/cb?token=***"),
+        ("mysql://admin:hunter2/x", "mysql:***"),  # a "port" that is no number is likely a password
+        ("mysql:admin:hunter2@db/x", "mysql:***"),
+        ("admin hunter2", "***"),
+        ("sqlite:///var/lib/darkroom/results.sqlite3", "sqlite:///var/lib/darkroom/results.sqlite3"),
+    ],
+)
+def test_urls_are_shown_without_user_info_or_query_values(url: str, shown: str) -> None:
+    assert mask_url(url) == shown

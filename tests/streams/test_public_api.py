@@ -12,6 +12,7 @@ def test_the_exported_names_are_exactly_these() -> None:
     assert streams.__all__ == [
         "AccessRefused",
         "BrokerUnavailable",
+        "BucketNotAllowed",
         "Client",
         "ConfigurationError",
         "DarkroomError",
@@ -20,6 +21,7 @@ def test_the_exported_names_are_exactly_these() -> None:
         "EmptyInput",
         "FileTooLarge",
         "FinalEvent",
+        "InvalidImageId",
         "InvalidInputError",
         "InvalidParameters",
         "InvalidPipeline",

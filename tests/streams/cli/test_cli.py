@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from PIL import Image
 
 from streams.config import Settings
 from streams.dev.samples import photo_jpeg
-from streams.handlers.steps import worker_specs
 from streams.runtime.supervisor import Supervisor
 
 
@@ -84,17 +82,8 @@ def test_submit_refuses_a_bad_pipeline_before_uploading(photo: Path) -> None:
     assert_one_line_error(result, "invalid_parameters", 2)
 
 
-@pytest.fixture
-def workers(settings: Settings) -> Iterator[None]:
-    supervisor = Supervisor(settings, worker_specs(settings, ["ingest", "thumbnail"]))
-    supervisor.start()
-    yield
-    supervisor.stop.set()
-    supervisor.join(30)
-
-
 @pytest.mark.integration
-def test_submit_and_wait_reports_outputs_as_json(settings: Settings, photo: Path, workers: None) -> None:
+def test_submit_and_wait_reports_outputs_as_json(settings: Settings, photo: Path, workers: Supervisor) -> None:
     result = darkroom(
         "submit", str(photo), "--pipeline", "thumbnail:sizes=120", "--wait", "--json", env=settings.to_env()
     )

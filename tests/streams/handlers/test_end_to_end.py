@@ -7,7 +7,6 @@ import io
 import struct
 import uuid
 import zlib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -16,7 +15,7 @@ from PIL import Image
 from streams.client import Client
 from streams.config import Settings
 from streams.dev.samples import photo_jpeg
-from streams.handlers.steps import OperationStep, worker_specs
+from streams.handlers.steps import OperationStep
 from streams.runtime.storage import ObjectStore
 from streams.runtime.supervisor import Supervisor
 from streams.runtime.topics import DEAD_LETTER, FAILED, UPLOADED
@@ -24,15 +23,6 @@ from streams.wire.events import Serdes
 from tests.helpers import decode_all, produce, read_topic
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def workers(settings: Settings) -> Iterator[Supervisor]:
-    supervisor = Supervisor(settings, worker_specs(settings, ["ingest", "thumbnail"]))
-    supervisor.start()
-    yield supervisor
-    supervisor.stop.set()
-    supervisor.join(30)
 
 
 def _png_claiming(width: int, height: int) -> bytes:

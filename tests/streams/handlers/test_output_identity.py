@@ -63,10 +63,10 @@ def test_a_fallback_then_models_fetch_gives_new_keys_and_the_model_output(
     models = tmp_path / "models"
     request = _request(settings, store)
     fallback = _run(settings, store, UpscaleConfig(model_dir=models), request)
-    assert not fallback["backend"].startswith("torch")  # no weights yet: ncnn or Lanczos
+    assert fallback["backend"] in {"ncnn-cpu-fp32", "lanczos"}  # no weights yet; names as the README lists them
     weights.fetch(models, FAST, source="ncnn")
     learned = _run(settings, store, UpscaleConfig(model_dir=models), request)
-    assert learned["backend"].startswith("torch-cpu") and not learned["reused"]
+    assert learned["backend"] in {"torch-cpu-fp32", "torch-cpu-bf16"} and not learned["reused"]
     assert learned["key"] != fallback["key"]
     again = _run(settings, store, UpscaleConfig(model_dir=models), request)  # a redelivery
     assert again["reused"] and again["key"] == learned["key"]

@@ -70,7 +70,13 @@ def test_storage_down_is_an_outage_for_the_loop_and_fails_retryably_once_given_u
     """The step does not finalize the image on an outage (the loop pauses); when the loop's
     retry budget is spent, ``fail`` makes the retryable failure event."""
     serdes = Serdes(dead_store_settings)
-    upload = {"event_id": "u1", "image_id": "i1", "bucket": "images", "key": "k.jpg", "submitted_at": datetime.now(UTC)}
+    upload = {
+        "event_id": "u1",
+        "image_id": "i1",
+        "bucket": dead_store_settings.bucket,
+        "key": "k.jpg",
+        "submitted_at": datetime.now(UTC),
+    }
     request = events.step_request(
         upload, upload_event_id="u1", pipeline=parse_spec("thumbnail"), step_index=0, input_key="k.jpg"
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import structlog.testing
 
 from streams.config import Settings
 from streams.runtime.kafka import Record, deliver, make_producer
@@ -149,13 +150,18 @@ def test_a_record_the_result_store_rejects_is_dead_lettered_and_its_neighbours_a
     clash = Record(clash.topic, "clash", serdes.completed.encode(clash_event, clash.topic))
     deliver(make_producer(settings), [first, clash, last])
     supervisor = Supervisor(settings, [results_spec(settings, serdes, db)], resources=[db])
-    supervisor.start()
-    try:
-        (dead,) = read_topic(settings, settings.topic(DEAD_LETTER), expect=1, timeout_s=60, idle_s=1.0)
-        assert _wait_for_rows(postgres_url, settings, ["first", "last"], 30) == {"first", "last"}
-    finally:
-        supervisor.stop.set()
-        supervisor.join(30)
+    with structlog.testing.capture_logs() as logs:
+        supervisor.start()
+        try:
+            (dead,) = read_topic(settings, settings.topic(DEAD_LETTER), expect=1, timeout_s=60, idle_s=1.0)
+            assert _wait_for_rows(postgres_url, settings, ["first", "last"], 30) == {"first", "last"}
+        finally:
+            supervisor.stop.set()
+            supervisor.join(30)
     assert dead.key == "clash" and dead.value == clash.value
     assert dead.headers["darkroom-error-code"] == b"processing_failed"
-    assert b"UniqueViolation" in dead.headers["darkroom-error-message"]
+    # the database's own text stays in the worker's log; the record carries darkroom's message
+    message = dead.headers["darkroom-error-message"]
+    assert message == b"results could not store the record; the worker's log has the details"
+    (given_up,) = [e for e in logs if e["event"] == "sink raised on every attempt; dead-lettering the record"]
+    assert type(given_up["exc_info"]).__name__ == "UniqueViolation"

@@ -15,12 +15,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -41,6 +39,7 @@ from streams.sinks.results import results_spec
 from streams.sinks.webhooks import new_secret
 from streams.wire.events import Serdes
 from tests.helpers import read_topic
+from tests.receiver import Answer, Receiver, Request
 
 pytestmark = pytest.mark.integration
 
@@ -48,49 +47,13 @@ IMAGES = 8
 TIMEOUT_S = 1.0
 
 
-class Receiver:
-    """Fails each (path, webhook-id) with 500, then 429 + Retry-After, then a timeout; then 200."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.attempts: dict[tuple[str, str], int] = defaultdict(int)
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                key = (self.path, self.headers["webhook-id"])
-                with receiver.lock:
-                    receiver.attempts[key] += 1
-                    attempt = receiver.attempts[key]
-                    receiver.requests.append(
-                        {"path": self.path, "headers": dict(self.headers), "body": body, "attempt": attempt}
-                    )
-                if attempt == 1:
-                    self.send_response(500)
-                elif attempt == 2:
-                    self.send_response(429)
-                    self.send_header("Retry-After", "1")
-                elif attempt == 3:
-                    time.sleep(TIMEOUT_S + 0.5)
-                    self.send_response(200)
-                else:
-                    self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def failing_first(request: Request) -> Answer:
+    """Each (path, webhook-id) gets 500, then 429 + Retry-After, then a timeout; then 200."""
+    return {
+        1: (500, {}, 0.0),
+        2: (429, {"Retry-After": "1"}, 0.0),
+        3: (200, {}, TIMEOUT_S + 0.5),
+    }.get(request.attempt, (200, {}, 0.0))
 
 
 class DispatcherProcess:
@@ -114,7 +77,7 @@ class DispatcherProcess:
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+    r = Receiver(failing_first)
     yield r
     r.close()
 
@@ -207,13 +170,12 @@ def test_results_and_webhooks_survive_a_dispatcher_sigkill_and_a_replay(
         ids_by_image: dict[str, set[str]] = defaultdict(set)
         accepted: set[tuple[str, str]] = set()
         for request in receiver.requests:
-            secret = sub_secret if request["path"] == "/tenant" else settings.webhook_secrets
-            headers = {k.lower(): v for k, v in request["headers"].items()}
-            payload = Webhook(secret).verify(request["body"], headers)
+            secret = sub_secret if request.path == "/tenant" else settings.webhook_secrets
+            payload = Webhook(secret).verify(request.body, request.headers)
             image_id = payload["data"]["image_id"]
-            ids_by_image[image_id].add(headers["webhook-id"])
-            if request["attempt"] >= 4:
-                accepted.add((request["path"], image_id))
+            ids_by_image[image_id].add(request.headers["webhook-id"])
+            if request.attempt >= 4:
+                accepted.add((request.path, image_id))
         assert {image: ids for image, ids in ids_by_image.items()} == {
             image: {event_id} for image, event_id in completion_ids.items()
         }

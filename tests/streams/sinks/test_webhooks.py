@@ -31,12 +31,13 @@ from svix.webhooks import WebhookVerificationError
 
 from processors.errors import ConfigurationError, InvalidWebhookSecret
 from streams.config import Settings, load_settings
-from streams.sinks.egress import EgressGuard, parse_networks
+from streams.runtime.egress import EgressGuard, parse_networks
 from streams.sinks.webhooks import (
     DEFAULT_SCHEDULE_S,
     JITTER,
     MAX_PAYLOAD_BYTES,
     MAX_RETRY_AFTER_S,
+    THROTTLE_COOLDOWN_S,
     AttemptResult,
     TargetLimiter,
     WebhookConfig,
@@ -527,6 +528,28 @@ def test_the_limiter_bounds_each_target_separately() -> None:
         TargetLimiter(0)
     assert target_key("https://Hooks.Example.com/x") == "hooks.example.com:443"
     assert target_key("http://h.test:8080/") == "h.test:8080"
+
+
+def test_a_throttled_target_takes_no_attempt_until_its_retry_after_or_cool_down_ends() -> None:
+    now = [1000.0]
+    limiter = TargetLimiter(2, clock=lambda: now[0])
+    assert limiter.throttle("a:443", 2.0) == 2.0
+    assert not limiter.try_acquire("a:443") and limiter.try_acquire("b:443")  # only that target waits
+    assert limiter.closed() == {"a:443"}
+    limiter.throttle("a:443", 0.5)  # a shorter answer does not cut the pause short
+    now[0] += 1.99
+    assert not limiter.try_acquire("a:443")
+    now[0] += 0.01
+    assert limiter.try_acquire("a:443") and limiter.closed() == set()
+    assert limiter.try_acquire("a:443") and limiter.closed() == {"a:443"}  # full now, not throttled
+
+    assert limiter.throttle("c:80", None) == THROTTLE_COOLDOWN_S  # no Retry-After: the cool-down
+    now[0] += THROTTLE_COOLDOWN_S - 0.01
+    assert not limiter.try_acquire("c:80")
+    now[0] += 0.01
+    assert limiter.try_acquire("c:80")
+    assert limiter.throttle("d:80", 10 * MAX_RETRY_AFTER_S) == MAX_RETRY_AFTER_S  # capped like Retry-After
+    assert limiter.throttle("e:80", -3.0) == 0.0 and limiter.try_acquire("e:80")
 
 
 def test_a_slow_target_holds_only_its_own_slots(client: httpx2.Client) -> None:

@@ -26,7 +26,8 @@ from typing import Any
 
 import httpx2
 
-from processors.errors import InvalidWebhookUrl, WebhookTargetBlocked, WebhookTargetUnresolvable
+from processors.errors import ConfigurationError, InvalidWebhookUrl, WebhookTargetBlocked, WebhookTargetUnresolvable
+from streams.config import PREFIX, Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -219,6 +220,29 @@ class EgressGuard:
         if reason is not None:
             via = f" (from {host})" if host and host != str(address) else ""
             raise WebhookTargetBlocked(f"blocked: {address} is {reason}{via}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EgressGuard:
+        """The guard for ``DARKROOM_WEBHOOK_ALLOW_NETWORKS``."""
+        try:
+            return cls(allow_networks=parse_networks(settings.webhook_allow_networks))
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid configuration: {PREFIX}WEBHOOK_ALLOW_NETWORKS: {exc}") from None
+
+    def admit(self, url: str, *, resolve: bool = True) -> None:
+        """Refuse a target where it enters (subscribe, submit, an upload's callback).
+
+        Same policy and codes as an attempt, so a bad target fails at the door instead of
+        as an exhausted delivery later. The check at connect time (``pin``) still decides:
+        DNS may answer otherwise by then. Without ``resolve`` only IP literals are checked,
+        so a worker's hot path never waits on DNS.
+        """
+        if resolve:
+            self.pin(url)
+            return
+        literal = _ip_literal(parse_target(url).raw_host.decode("ascii"))
+        if literal is not None:
+            self.check(_unmapped(literal))
 
     def pin(self, url: str) -> PinnedTarget:
         """Validate ``url``, resolve its host once and check every address it resolves to.

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from processors.errors import InvalidWebhookUrl, WebhookTargetBlocked, WebhookTargetUnresolvable
-from streams.sinks.egress import EgressGuard, blocked_reason, parse_networks, system_resolver
+from streams.runtime.egress import EgressGuard, blocked_reason, parse_networks, system_resolver
 
 BLOCKED = [
     # IPv4
