@@ -30,7 +30,8 @@ tree where they enter darkroom, never passed through.
     │   │   └── InvalidWebhookSecret        invalid_webhook_secret
     │   ├── OutputRejected                  output_rejected
     │   ├── InvalidWebhookUrl               invalid_webhook_url
-    │   └── WebhookTargetBlocked            webhook_target_blocked
+    │   ├── WebhookTargetBlocked            webhook_target_blocked
+    │   └── GroupActive                     group_active
     └── RetryableError                      retryable=True: may pass later
         ├── DependencyUnavailable           a service darkroom needs is down; the record is fine
         │   ├── StorageUnavailable          storage_unavailable
@@ -186,6 +187,16 @@ class WebhookTargetBlocked(PermanentError):
     """A webhook target whose address egress policy forbids (private, loopback, metadata…)."""
 
     code = "webhook_target_blocked"
+
+
+class GroupActive(PermanentError):
+    """A consumer group's offsets cannot be reset while it has active members.
+
+    Their next commit would undo the reset (and the broker refuses commits from outside
+    a live group): stop the group's consumers, then reset.
+    """
+
+    code = "group_active"
 
 
 class DependencyUnavailable(RetryableError):

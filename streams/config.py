@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from processors.errors import ConfigurationError
 from processors.operation import (
@@ -109,10 +109,14 @@ class Settings:
         return frozenset({self.bucket + BROKER_BUCKET_SUFFIX})
 
     @property
+    def buckets_named(self) -> frozenset[str]:
+        """``allowed_buckets`` as given, or ``bucket`` alone."""
+        return frozenset({b.strip() for b in self.allowed_buckets.split(",") if b.strip()} or {self.bucket})
+
+    @property
     def buckets_allowed(self) -> frozenset[str]:
-        """The buckets uploads may name: ``allowed_buckets``, or ``bucket`` alone, less the internal ones."""
-        named = {b.strip() for b in self.allowed_buckets.split(",") if b.strip()} or {self.bucket}
-        return frozenset(named - self.internal_buckets)
+        """The buckets uploads may name: ``buckets_named`` less the internal ones (``load_settings`` refuses those)."""
+        return self.buckets_named - self.internal_buckets
 
     @property
     def limits(self) -> Limits:
@@ -167,7 +171,8 @@ def mask_url(url: str) -> str:
     if parts is None or not rest.startswith("//") or not _SCHEME.fullmatch(scheme):
         return f"{scheme}:***" if _SCHEME.fullmatch(scheme) else "***"
     _, at, host = parts.netloc.rpartition("@")
-    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    pairs = (item.partition("=") for item in parts.query.split("&") if item)
+    query = "&".join(f"{key}=***" if sep else "***" for key, sep, _ in pairs)  # a bare ?token too
     return f"{parts.scheme}://{'***@' if at else ''}{host}{parts.path}" + (f"?{query}" if query else "")
 
 
@@ -208,17 +213,18 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     unknown = sorted(k for k in env if k.startswith(PREFIX) and k[len(PREFIX) :].lower() not in _FIELD_NAMES)
     problems.extend(f"{k}: unknown setting" for k in unknown)
     values.update(overrides)
-    internal = sorted(
-        set(str(values.get("allowed_buckets", "")).replace(" ", "").split(","))
-        & {str(values.get("bucket", Settings.bucket)) + BROKER_BUCKET_SUFFIX}
-    )
-    if internal:
-        problems.append(f"{PREFIX}ALLOWED_BUCKETS: {', '.join(internal)} is darkroom's own and cannot be allowed")
     if values.get("log_format", "auto") not in {"auto", "json", "console"}:
         problems.append(f"{PREFIX}LOG_FORMAT: expected auto, json or console")
     if problems:
         raise ConfigurationError("invalid configuration: " + "; ".join(problems))
-    return Settings(**values)
+    settings = Settings(**values)
+    internal = sorted(settings.buckets_named & settings.internal_buckets)
+    if internal:
+        raise ConfigurationError(
+            f"invalid configuration: {PREFIX}ALLOWED_BUCKETS: {', '.join(internal)} is darkroom's own"
+            " and cannot be allowed"
+        )
+    return settings
 
 
 _FIELD_NAMES = frozenset(f.name for f in fields(Settings))

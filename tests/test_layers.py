@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "streams.sinks": _FOUNDATION | {"streams.runtime", "streams.wire"},
     "streams.client": _FOUNDATION | {"streams.runtime", "streams.wire"},
     "streams.services": _FOUNDATION | {"streams.runtime", "streams.wire", "streams.handlers", "streams.sinks"},
+    "streams.replay": _FOUNDATION | {"streams.runtime", "streams.wire", "streams.sinks"},
     "streams": _FOUNDATION | {"streams.client"},
     "streams.dev": _FOUNDATION
     | {"streams.runtime", "streams.wire", "streams.handlers", "streams.client", "streams.services"},
@@ -35,6 +36,7 @@ ALLOWED: dict[str, set[str]] = {
         "streams.client",
         "streams.services",
         "streams.dev",
+        "streams.replay",
     },
 }
 """Room → the rooms it may import (besides itself). Nothing may import ``streams.cli``."""

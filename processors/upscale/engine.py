@@ -313,8 +313,6 @@ class _Torch:
 
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-BACKENDS = ("torch-cpu-fp32", "torch-cpu-bf16", "torch-cuda-fp32", "torch-cuda-fp16", "ncnn-cpu-fp32", "lanczos")
-"""Every value an upscale step's ``backend`` can take; the README lists them."""
 
 
 class _Ncnn:
@@ -367,6 +365,12 @@ class _Ncnn:
 
 
 # -- running ---------------------------------------------------------------------------
+TORCH_TARGETS = (("cpu", torch.float32), ("cpu", torch.bfloat16), ("cuda", torch.float32), ("cuda", torch.float16))
+"""What ``torch_target`` can answer: fp32 for ``precision=exact``, else bf16 (CPU) or fp16 (CUDA)."""
+BACKENDS = (*(torch_backend_name(device, dtype) for device, dtype in TORCH_TARGETS), _Ncnn.name, "lanczos")
+"""Every value an upscale step's ``backend`` can take; the README lists them."""
+
+
 def _run_planes(
     backend: _Backend, pixels: np.ndarray, requested_tile: int | None, budget: int
 ) -> tuple[np.ndarray, dict[str, str]]:

@@ -80,9 +80,9 @@ class Ingest:
 
     def __call__(self, upload: Event, log: Any) -> list[Record]:
         try:
-            events.check_source(upload, self.settings.buckets_allowed)
-            if upload.get("callback_url"):
+            if upload.get("callback_url"):  # first: a refused target must never hear of any refusal
                 self.guard.admit(upload["callback_url"], resolve=False)
+            events.check_source(upload, self.settings.buckets_allowed)
             steps = pipeline.resolve(upload["pipeline"], upload.get("preset"))
             pipeline.validate(steps)
         except PermanentError as exc:
@@ -183,7 +183,7 @@ class OperationStep:
             "input_sha256": hashlib.sha256(data).hexdigest(),
         }
         identity, prefix = self._place(request, identity, op.plan(data, params, self.settings.limits))
-        manifest = self._manifest(bucket, prefix)
+        manifest = None if request.get("force") else self._manifest(bucket, prefix)  # replay --force
         if manifest is not None and manifest.get("identity") != identity:
             manifest = None  # another step's outputs under a colliding digest: never reuse them
         return _Input(params, data, identity, prefix, manifest)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from processors import KNOWN_OPERATIONS
@@ -52,29 +52,41 @@ def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> None:
                 raise BrokerUnavailable(f"cannot create topic {topic}: {exc}") from None
 
 
-def committed_lag(settings: Settings, group: str, topics: Sequence[str], idle_s: float = 2.0) -> int:
-    """Records after each partition's committed offset of ``group``, counted by reading them.
+def read_until_idle(
+    settings: Settings, positions: Sequence[TopicPartition], group_id: str, idle_s: float = 2.0
+) -> Generator[Message, None, None]:
+    """Every record from ``positions`` on, until none has arrived for ``idle_s`` seconds.
 
-    Read, not computed from ListOffsets: the embedded broker's end offset is wrong, the
-    records it serves are right. Meant for checks and benchmarks, not for hot paths.
+    Reading is how darkroom finds where partitions end: the embedded broker's end offset
+    (ListOffsets) is wrong, the records it serves are right. The reader is assigned, never
+    subscribed, and commits nothing, so ``group_id`` only names it. Meant for checks and
+    operator commands, not for hot paths.
     """
-    total = 0
+    reader = make_consumer(settings, group_id)
+    try:
+        reader.assign(list(positions))
+        last = time.monotonic()
+        while time.monotonic() - last < idle_s:
+            for msg in reader.consume(500, timeout=0.2):
+                if not msg.error():
+                    last = time.monotonic()
+                    yield msg
+    finally:
+        reader.close()
+
+
+def committed_lag(settings: Settings, group: str, topics: Sequence[str], idle_s: float = 2.0) -> int:
+    """Records after each partition's committed offset of ``group``, counted by reading them."""
     probe = make_consumer(settings, group)
     try:
-        for topic in topics:
-            parts = probe.list_topics(topic, timeout=10).topics[topic].partitions
-            for tp in probe.committed([TopicPartition(topic, p) for p in parts], timeout=10):
-                reader = make_consumer(settings, f"{group}.lag-{uuid.uuid4()}")
-                try:
-                    reader.assign([TopicPartition(topic, tp.partition, max(tp.offset, 0))])
-                    last = time.monotonic()
-                    while time.monotonic() - last < idle_s:
-                        msg = reader.poll(0.2)
-                        if msg is not None and not msg.error():
-                            total += 1
-                            last = time.monotonic()
-                finally:
-                    reader.close()
+        positions = [
+            TopicPartition(topic, tp.partition, max(tp.offset, 0))
+            for topic in topics
+            for tp in probe.committed(
+                [TopicPartition(topic, p) for p in probe.list_topics(topic, timeout=10).topics[topic].partitions],
+                timeout=10,
+            )
+        ]
     finally:
         probe.close()
-    return total
+    return sum(1 for _ in read_until_idle(settings, positions, f"{group}.lag-{uuid.uuid4()}", idle_s))

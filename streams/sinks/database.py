@@ -88,8 +88,12 @@ class Database:
                 self._conn.row_factory = sqlite3.Row
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA busy_timeout=30000")
+        except psycopg.ProgrammingError:  # libpq quotes the bad part of the URL, which may be a password
+            raise ConfigurationError(
+                f"DARKROOM_DATABASE_URL {self.url_for_humans} is not a valid connection string"
+            ) from None
         except (psycopg.Error, sqlite3.Error) as exc:
-            raise DatabaseUnavailable(f"cannot open database {self.url_for_humans}: {_first_line(exc)}") from None
+            raise DatabaseUnavailable(f"cannot open database {self.url_for_humans}: {_connect_failure(exc)}") from None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -162,6 +166,23 @@ class Transaction:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         cursor = self._db._conn.execute(self._db._sql(sql), tuple(params))
         return [dict(row) for row in cursor.fetchall()]
+
+
+_CONNECT_FAILURES = (
+    ("refused", "connection refused"),
+    ("timeout expired", "timed out"),
+    ("could not translate host name", "unknown host"),
+    ("authentication failed", "authentication failed"),
+    ("does not exist", "the role or database does not exist"),
+)
+
+
+def _connect_failure(exc: Exception) -> str:
+    """Why a connection could not be opened, in darkroom's words: libpq's text may quote
+    parameters of the URL (``invalid sslmode value: "…"``), so it never passes through."""
+    text = str(exc).lower()
+    said = next((said for found, said in _CONNECT_FAILURES if found in text), None)
+    return said or f"connection failed ({type(exc).__name__})"
 
 
 def _first_line(exc: Exception) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 
 from processors.errors import ConfigurationError, DatabaseUnavailable
-from streams.config import Settings
+from streams.config import Settings, mask_url
 from streams.runtime.retry import backoff_delay
 from streams.sinks import webhooks
 from streams.sinks.database import Database, Row, Transaction, now_ms
@@ -115,6 +115,9 @@ def redeliver(db: Database, webhook_ids: list[str] | None = None) -> int:
         return tx.execute(sql, params)
 
 
+_MAX_EXCLUDED = 200
+"""Closed targets left out of the claim's SQL (a bounded parameter list); the limiter still
+refuses any others that come up among the candidates."""
 Key = tuple[str, str]
 """A delivery's primary key: (webhook id, target)."""
 
@@ -203,7 +206,7 @@ class Dispatcher:
             running = set(self._running)
         if free <= 0:
             return []
-        closed = sorted(self.limiter.closed())
+        closed = sorted(self.limiter.closed())[:_MAX_EXCLUDED]
         skip = f" AND (target_key IS NULL OR target_key NOT IN ({', '.join('?' for _ in closed)}))" if closed else ""
         acquired: dict[Key, str] = {}
         now = now_ms()
@@ -259,7 +262,7 @@ class Dispatcher:
             )
         renewed = {_key(row) for row in kept}
         with self._lock:
-            lost = [key for key in held if key in self._running and key not in renewed]  # not just ended
+            lost = [key for key in held if self._running.get(key) is not None and key not in renewed]  # not ending
             self._running.update({key: now + self._lease_ms for key in renewed if key in self._running})
             self._running.update(dict.fromkeys(lost))
         for webhook_id, target in lost:
@@ -302,7 +305,7 @@ class Dispatcher:
                     log.info("webhook delivered", attempts=attempts, status_code=result.status_code)
             elif result.disable:
                 if self._finish(row, "disabled", attempts, result.status_code, result.error):
-                    self._disable_subscription(row["target"], f"{row['url']} answered 410 Gone")
+                    self._disable_subscription(row["target"], f"{mask_url(row['url'])} answered 410 Gone")
                     log.warning("webhook target gone; disabled", status_code=result.status_code)
             else:
                 delay = (

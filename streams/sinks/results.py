@@ -114,7 +114,7 @@ class ResultWriter:
                 log.bind(topic=msg.topic, partition=msg.partition, offset=msg.offset).info(
                     "result recorded", image_id=event["image_id"], event_id=event["event_id"], status=status
                 )
-                if self.enqueue is not None:
+                if self.enqueue is not None and event.get("notify", True):  # replay --no-notify: no webhooks
                     self.enqueue(tx, status, event)
 
 

@@ -421,8 +421,8 @@ def target_key(url: str) -> str:
     """What ``TargetLimiter`` counts by: ``host:port`` of the URL, lower-cased."""
     try:
         parsed = parse_target(url)
-    except InvalidWebhookUrl:
-        return url
+    except InvalidWebhookUrl:  # never sent anywhere; one key for all, and no URL (or its token) in it
+        return "invalid-url"
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     return f"{parsed.raw_host.decode('ascii').lower()}:{port}"
 

@@ -83,6 +83,16 @@ def step_request(
         "callback_url": base.get("callback_url"),
         "tenant": base.get("tenant"),
         "submitted_at": base["submitted_at"],
+        **replay_fields(base),
+    }
+
+
+def replay_fields(base: Event) -> Event:
+    """What a replay adds to an upload and every event derived from it (defaults for originals)."""
+    return {
+        "replay_of": base.get("replay_of"),
+        "force": bool(base.get("force", False)),
+        "notify": bool(base.get("notify", True)),
     }
 
 
@@ -100,6 +110,7 @@ def completed(request: Event, outputs: Sequence[Event], timings: Sequence[Event]
         "tenant": request["tenant"],
         "submitted_at": request["submitted_at"],
         "completed_at": now(),
+        **replay_fields(request),
     }
 
 
@@ -130,4 +141,5 @@ def failed(
         "tenant": base.get("tenant"),
         "submitted_at": base["submitted_at"],
         "failed_at": now(),
+        **replay_fields(base),
     }

@@ -77,3 +77,11 @@ def validate(steps: Sequence[Step]) -> None:
             exc.step_index = index
             exc.step = step["operation"]
             raise
+
+
+def format_spec(steps: Sequence[Step]) -> str:
+    """Steps as a spec string, the inverse of ``parse_spec``: what operators read and type."""
+    return ",".join(
+        step["operation"] + (":" + ",".join(f"{k}={v}" for k, v in step["params"].items()) if step["params"] else "")
+        for step in steps
+    )

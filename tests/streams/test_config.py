@@ -42,6 +42,7 @@ def test_embedded_s3_without_a_stack_explains_what_to_do(tmp_path: Path) -> None
         ("postgresql://admin:hunter2@db:5432/x", "postgresql://***@db:5432/x"),
         ("postgresql://db/x?password=hunter2&sslmode=require", "postgresql://db/x?password=***&sslmode=***"),
         ("https://hooks.example.com/cb?token=hunter2#hunter2", "https://hooks.example.com/cb?token=***"),
+        ("http://hooks.example.com/cb?hunter2&a=1", "http://hooks.example.com/cb?***&a=***"),
         ("mysql://admin:hunter2/x", "mysql:***"),  # a "port" that is no number is likely a password
         ("mysql:admin:hunter2@db/x", "mysql:***"),
         ("admin hunter2", "***"),

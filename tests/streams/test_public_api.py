@@ -21,6 +21,7 @@ def test_the_exported_names_are_exactly_these() -> None:
         "EmptyInput",
         "FileTooLarge",
         "FinalEvent",
+        "GroupActive",
         "InvalidImageId",
         "InvalidInputError",
         "InvalidParameters",

@@ -52,13 +52,17 @@ def test_subscribe_accepts_an_allow_listed_private_target(tmp_path: Path) -> Non
     assert json.loads(result.stdout)["secret"].startswith("whsec_")
 
 
-def test_submit_with_a_callback_needs_signing_secrets(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("secrets", "code"), [("", "configuration_error"), ("whsec_tooshort", "invalid_webhook_secret")]
+)
+def test_submit_with_a_callback_needs_valid_signing_secrets(tmp_path: Path, secrets: str, code: str) -> None:
     photo = tmp_path / "p.jpg"
     photo.write_bytes(b"\xff\xd8 not checked before the callback")
-    env = _home_env(tmp_path, DARKROOM_WEBHOOK_SECRETS="")
+    env = _home_env(tmp_path, DARKROOM_WEBHOOK_SECRETS=secrets)
     result = darkroom("submit", str(photo), "--pipeline", "thumbnail", "--callback", "https://example.com/h", env=env)
-    assert_one_line_error(result, "configuration_error", 2)
-    assert "DARKROOM_WEBHOOK_SECRETS" in result.stderr
+    assert_one_line_error(result, code, 2)
+    assert "DARKROOM_WEBHOOK_SECRETS" in result.stderr or "whsec_" in result.stderr
+    assert "tooshort" not in result.stderr
 
 
 @pytest.mark.integration
@@ -80,6 +84,8 @@ def test_submit_refuses_a_bad_callback(settings: Settings, tmp_path: Path, url: 
         ("mysql://admin:hunter2@db.internal/x", "configuration_error"),
         ("mysql:admin:hunter2@db/x", "configuration_error"),
         ("postgresql://postgres:hunter2@127.0.0.1:1/x?password=hunter2&sslpassword=hunter2", "database_unavailable"),
+        ("postgresql://admin:hun%ZZter2@127.0.0.1/x", "configuration_error"),  # libpq quotes the bad token
+        ("postgresql://127.0.0.1:1/x?sslmode=hunter2", "database_unavailable"),
     ],
 )
 def test_a_database_url_is_never_echoed_with_its_password(tmp_path: Path, database_url: str, code: str) -> None:

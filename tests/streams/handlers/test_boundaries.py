@@ -73,6 +73,12 @@ def test_uploads_naming_another_bucket_or_a_bad_id_fail_at_ingest_before_any_wor
         "metadata_callback": _upload(
             settings, "meta-callback", settings.bucket, good_key, callback_url="http://169.254.169.254/latest"
         ),
+        "credentials_callback": _upload(
+            settings, "cred-callback", settings.bucket, good_key, callback_url="https://u:pw@example.com/"
+        ),
+        "private_callback_bad_bucket": _upload(
+            settings, "both-bad", other_bucket, "uploads/x/photo.jpg", callback_url="http://10.0.0.8/hook"
+        ),
     }
     outputs_before = [k for k in _objects(settings, settings.bucket) if k.startswith(f"{settings.output_prefix}/")]
     topic = settings.topic(UPLOADED)
@@ -89,9 +95,16 @@ def test_uploads_naming_another_bucket_or_a_bad_id_fail_at_ingest_before_any_wor
         "too_long": "invalid_image_id",
         "ftp_callback": "invalid_webhook_url",
         "metadata_callback": "webhook_target_blocked",
+        "credentials_callback": "invalid_webhook_url",
+        "private_callback_bad_bucket": "webhook_target_blocked",  # the callback is checked first
     }
     assert {name: by_event[raw[name]["event_id"]]["error_code"] for name in raw} == expected
-    for name in ("ftp_callback", "metadata_callback"):  # a refused target is never called, not even to say so
+    for name in (
+        "ftp_callback",
+        "metadata_callback",
+        "credentials_callback",
+        "private_callback_bad_bucket",
+    ):  # a refused target is never called, not even to say so
         assert by_event[raw[name]["event_id"]]["callback_url"] is None
     # Nothing reached a step, so nothing was read; nothing was written anywhere.
     requests = read_topic(settings, settings.topic(step_topic("thumbnail")), idle_s=1.0)

@@ -4,7 +4,7 @@ import pytest
 
 from processors import registry
 from processors.errors import InvalidParameters, InvalidPipeline, OperationUnavailable, UnknownOperation
-from streams.wire.pipeline import PRESETS, parse_spec, resolve, validate
+from streams.wire.pipeline import PRESETS, format_spec, parse_spec, resolve, validate
 
 
 def test_steps_and_parameters_are_split_by_commas() -> None:
@@ -50,3 +50,12 @@ def test_resolve_prefers_the_explicit_pipeline_then_the_preset() -> None:
 def test_every_preset_is_valid() -> None:
     for name in PRESETS:
         validate(parse_spec(name))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["thumbnail", "upscale:scale=2,thumbnail:sizes=256+1024,format=webp", "enhance,thumbnail:sizes=64", *PRESETS],
+)
+def test_format_spec_is_what_parse_spec_reads_back(spec: str) -> None:
+    steps = parse_spec(spec)
+    assert parse_spec(format_spec(steps)) == steps

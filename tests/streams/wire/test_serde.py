@@ -17,6 +17,7 @@ from processors.errors import UndecodableEvent
 from streams.wire.serde import SCHEMA_DIR, SchemaCatalog, Serde
 
 TOPIC = "images.uploaded"
+UPLOAD_VERSION = max(int(p.name.split(".v")[1].split(".")[0]) for p in SCHEMA_DIR.glob("UploadEvent.v*.avsc"))
 
 
 def upload_event(**overrides: object) -> dict[str, object]:
@@ -31,6 +32,9 @@ def upload_event(**overrides: object) -> dict[str, object]:
         "tenant": "acme",
         "idempotency_key": None,
         "submitted_at": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+        "replay_of": None,
+        "force": False,
+        "notify": True,
     }
     event.update(overrides)
     return event
@@ -141,13 +145,13 @@ def _step_request() -> dict[str, object]:
 
 @pytest.fixture
 def evolved_catalogs(tmp_path: Path) -> tuple[SchemaCatalog, SchemaCatalog]:
-    """An old catalog (v1 only) and a new one where UploadEvent v2 adds a field with a default."""
+    """Today's catalog, and a newer one whose next UploadEvent version adds a field with a default."""
     old_dir, new_dir = tmp_path / "old", tmp_path / "new"
     shutil.copytree(SCHEMA_DIR, old_dir)
     shutil.copytree(SCHEMA_DIR, new_dir)
-    v1 = json.loads((SCHEMA_DIR / "UploadEvent.v1.avsc").read_text())
-    v2 = {**v1, "fields": [*v1["fields"], {"name": "priority", "type": "int", "default": 5}]}
-    (new_dir / "UploadEvent.v2.avsc").write_text(json.dumps(v2))
+    current = json.loads((SCHEMA_DIR / f"UploadEvent.v{UPLOAD_VERSION}.avsc").read_text())
+    newer = {**current, "fields": [*current["fields"], {"name": "priority", "type": "int", "default": 5}]}
+    (new_dir / f"UploadEvent.v{UPLOAD_VERSION + 1}.avsc").write_text(json.dumps(newer))
     return SchemaCatalog(old_dir), SchemaCatalog(new_dir)
 
 
@@ -164,7 +168,7 @@ def test_old_reader_reads_new_writer_when_it_knows_the_new_schema(
 ) -> None:
     _, new = evolved_catalogs
     data = Serde("UploadEvent", catalog=new).encode(upload_event(priority=9), TOPIC)
-    old_reader = Serde("UploadEvent", catalog=new, version=1)  # a deployment still on v1
+    old_reader = Serde("UploadEvent", catalog=new, version=UPLOAD_VERSION)  # a deployment not upgraded yet
     decoded = old_reader.decode(data, TOPIC)
     assert "priority" not in decoded
     assert decoded == upload_event()
@@ -177,3 +181,13 @@ def test_every_schema_file_parses_and_has_defaults_for_optional_fields() -> None
         for field in schema["fields"]:
             if isinstance(field["type"], list) and "null" in field["type"]:
                 assert "default" in field, f"{name}.{field['name']} is nullable without a default"
+
+
+def test_uploads_from_producers_on_v1_read_as_originals() -> None:
+    """v2 added the replay fields with defaults: a producer still writing v1 keeps working."""
+    v1_fields = {"replay_of", "force", "notify"}
+    old = {k: v for k, v in upload_event().items() if k not in v1_fields}
+    data = Serde("UploadEvent", version=1).encode(old, TOPIC)
+    decoded = Serde("UploadEvent").decode(data, TOPIC)
+    assert decoded == upload_event()
+    assert (decoded["replay_of"], decoded["force"], decoded["notify"]) == (None, False, True)
