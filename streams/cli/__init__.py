@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 
 from processors.errors import (
     ConfigurationError,
@@ -30,6 +31,7 @@ _USAGE = (InvalidPipeline, ConfigurationError, InvalidWebhookUrl, WebhookTargetB
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="darkroom", description="Event-driven image pipeline on Kafka.")
+    parser.add_argument("--version", action="version", version=f"darkroom {version('darkroom')}")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in _GROUPS:
         group.add_parsers(sub)

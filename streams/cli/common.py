@@ -24,8 +24,18 @@ def shown(deliveries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def open_database(settings: Settings) -> Database:
+    """The migrated result store, created where it does not exist yet."""
     from streams.sinks.database import Database
 
     db = Database(settings)
     db.migrate()
     return db
+
+
+def existing_database(settings: Settings) -> Database | None:
+    """The result store for a read-only command: None where the SQLite file does not exist
+    yet (nothing is recorded), so that reading creates nothing."""
+    from streams.sinks.database import sqlite_path
+
+    path = sqlite_path(settings)
+    return None if path is not None and not path.exists() else open_database(settings)

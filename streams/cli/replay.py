@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
@@ -14,10 +15,26 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from processors.errors import ConfigurationError, InvalidParameters
-from streams.cli.common import open_database, print_json
+from processors.errors import ConfigurationError, DarkroomError, InvalidParameters
+from streams.cli.common import existing_database, print_json
 from streams.config import Settings
 
+_NOT_WITH_RESUME = {
+    "--since": "since",
+    "--until": "until",
+    "--image-id": "image_id",
+    "--ids-file": "ids_file",
+    "--failed": "failed",
+    "--error-code": "error_code",
+    "--status": "status",
+    "--tenant": "tenant",
+    "--pipeline": "pipeline",
+    "--force": "force",
+    "--no-notify": "no_notify",
+    "--rate": "rate",
+    "--dry-run": "dry_run",
+}
+"""A resumed replay keeps its selection and options: these would be silently ignored."""
 CONFIRM_ABOVE = 100
 """Selections larger than this ask before emitting (``--yes`` answers for scripts)."""
 EXIT_INTERRUPTED = 130
@@ -72,6 +89,8 @@ def _selection(args: argparse.Namespace) -> Any:
         status=status,
         error_code=args.error_code,
     )
+    if selection.since and selection.until and selection.since >= selection.until:
+        raise InvalidParameters("--since must be before --until")
     if selection.empty:
         raise InvalidParameters(
             "replay needs a selection: --since/--until, --image-id, --ids-file, --failed, --status or --tenant"
@@ -103,22 +122,25 @@ def _options(args: argparse.Namespace) -> Any:
     if args.pipeline:
         steps = pipelines.parse_spec(args.pipeline)
         pipelines.validate(steps)
-    if args.rate is not None and args.rate <= 0:
-        raise InvalidParameters("--rate must be > 0")
+    if args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0):
+        raise InvalidParameters("--rate must be a number > 0")
     return ReplayOptions(pipeline=steps, force=args.force, notify=not args.no_notify, rate=args.rate)
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from streams.replay import replay
-    from streams.replay.select import select
+    from streams.replay.select import Selected, select
 
     if args.resume:
+        given = [flag for flag, value in _NOT_WITH_RESUME.items() if getattr(args, value)]
+        if given:
+            raise InvalidParameters(f"--resume continues a replay as it was started; drop {', '.join(given)}")
         state = replay.load(settings, args.resume)
     else:
         selection = _selection(args)
         options = _options(args)
-        db = open_database(settings) if selection.status else None
-        found = select(settings, selection, db)
+        db = existing_database(settings) if selection.status else None
+        found = Selected() if selection.status and db is None else select(settings, selection, db)
         plan = {**replay.summary(found.uploads, options), "scanned": found.scanned, "missing": found.missing}
         if args.dry_run or not found.uploads:
             _report(args, {"dry_run": args.dry_run, **plan})
@@ -135,6 +157,13 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with _bar(len(state.uploads), state.emitted, show=sys.stderr.isatty() and not args.json) as on_progress:
             replay.run(settings, state, stop=stop, progress=on_progress)
+    except DarkroomError:  # an outage: say how to go on before the error's own line
+        print(
+            f"darkroom: replay {state.replay_id} stopped after {state.emitted}; resume with: "
+            f"darkroom replay --resume {state.replay_id}",
+            file=sys.stderr,
+        )
+        raise
     finally:
         signal.signal(signal.SIGINT, previous)
     outcome = {"replay_id": state.replay_id, "emitted": state.emitted, "selected": len(state.uploads)}
@@ -153,7 +182,10 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 def _confirm(count: int) -> bool:
     if not sys.stdin.isatty():
         return False
-    return input(f"replay {count} uploads? [y/N] ").strip().lower() in {"y", "yes"}
+    try:
+        return input(f"replay {count} uploads? [y/N] ").strip().lower() in {"y", "yes"}
+    except EOFError:
+        return False
 
 
 def _report(args: argparse.Namespace, doc: dict[str, Any]) -> None:

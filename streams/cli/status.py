@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from streams.cli.common import EXIT_FAILED, open_database, print_json, shown
+from streams.cli.common import EXIT_FAILED, existing_database, print_json, shown
 from streams.config import Settings
 
 
@@ -21,9 +21,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from streams.sinks.dispatcher import deliveries
     from streams.sinks.results import get_result
 
-    db = open_database(settings)
-    row = get_result(db, args.image_id)
-    if row is None:
+    db = existing_database(settings)
+    row = None if db is None else get_result(db, args.image_id)
+    if db is None or row is None:
         if args.json:
             print_json({"image_id": args.image_id, "status": "unknown"})
         else:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from processors.errors import InvalidParameters
-from streams.cli.common import open_database, print_json, shown
+from streams.cli.common import existing_database, open_database, print_json, shown
 from streams.config import Settings
 from streams.runtime.egress import EgressGuard
 
@@ -27,6 +27,20 @@ def add_parsers(sub: Any) -> None:
 def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     from streams.sinks import dispatcher
 
+    if args.ids and args.action != "redeliver":
+        raise InvalidParameters(f"webhooks {args.action} takes no positional arguments, got {' '.join(args.ids)!r}")
+    if args.action == "list":
+        db = existing_database(settings)
+        rows = [] if db is None else shown(dispatcher.deliveries(db, status=args.status))
+        if args.json:
+            print_json({"deliveries": rows})
+            return 0
+        for w in rows:
+            print(
+                f"{w['webhook_id']} {w['target']:<22} {w['status']:<9} attempts={w['attempts']}"
+                f" last={w['last_status_code'] or w['last_error'] or '-'} {w['url']}"
+            )
+        return 0
     db = open_database(settings)
     if args.action == "subscribe":
         if not args.tenant or not args.url:
@@ -41,17 +55,6 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print(f"subscription {sub_id}; signing secret (shown once): {secret}")
         return 0
-    if args.action == "redeliver":
-        count = dispatcher.redeliver(db, args.ids or None)
-        print(json.dumps({"redelivered": count}) if args.json else f"{count} exhausted deliveries queued again")
-        return 0
-    rows = shown(dispatcher.deliveries(db, status=args.status))
-    if args.json:
-        print_json({"deliveries": rows})
-    else:
-        for w in rows:
-            print(
-                f"{w['webhook_id']} {w['target']:<22} {w['status']:<9} attempts={w['attempts']}"
-                f" last={w['last_status_code'] or w['last_error'] or '-'} {w['url']}"
-            )
+    count = dispatcher.redeliver(db, args.ids or None)  # redeliver, the last of argparse's choices
+    print(json.dumps({"redelivered": count}) if args.json else f"{count} exhausted deliveries queued again")
     return 0

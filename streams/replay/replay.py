@@ -15,6 +15,7 @@ interrupted replay resumes where it stopped without emitting any upload twice.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -111,12 +112,18 @@ def save(settings: Settings, state: ReplayState) -> None:
 
 
 def load(settings: Settings, replay_id: str) -> ReplayState:
+    if not re.fullmatch(r"rp-[0-9a-f]{12}", replay_id):
+        raise ConfigurationError(f"{replay_id!r} is not a replay id (rp- and 12 hex digits)")
     path = state_path(settings, replay_id)
     try:
         doc = json.loads(path.read_text())
         emitted = int(path.with_suffix(".progress").read_text())
     except FileNotFoundError:
-        raise ConfigurationError(f"no replay {replay_id!r} in {path.parent}") from None
+        raise ConfigurationError(f"no replay {replay_id} in {path.parent}") from None
+    except (ValueError, OSError) as exc:
+        raise ConfigurationError(
+            f"replay {replay_id}'s state in {path.parent} is unreadable ({type(exc).__name__})"
+        ) from None
     uploads = [{**u, "submitted_at": datetime.fromtimestamp(u["submitted_at"] / 1000, UTC)} for u in doc["uploads"]]
     return ReplayState(doc["replay_id"], ReplayOptions(**doc["options"]), uploads, emitted, doc["created_at"])
 

@@ -53,6 +53,16 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in without_comments.split(";") if s.strip()]
 
 
+def _url(settings: Settings) -> str:
+    return settings.database_url or f"sqlite:///{settings.home / 'results.sqlite3'}"
+
+
+def sqlite_path(settings: Settings) -> Path | None:
+    """The SQLite file ``settings`` name (the embedded default included); None for PostgreSQL."""
+    url = _url(settings)
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
 class Database:
     """A connection with darkroom's errors, ``?`` placeholders everywhere, and dict rows.
 
@@ -61,7 +71,7 @@ class Database:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.url = settings.database_url or f"sqlite:///{settings.home / 'results.sqlite3'}"
+        self.url = _url(settings)
         self.url_for_humans = mask_url(self.url)
         if self.url.startswith(("postgresql://", "postgres://")):
             self.engine = "postgresql"

@@ -91,3 +91,27 @@ def test_submit_and_wait_reports_outputs_as_json(settings: Settings, photo: Path
     (image,) = json.loads(result.stdout)["images"]
     assert image["status"] == "completed"
     assert [(o["width"], o["height"]) for o in image["outputs"]] == [(120, 80)]
+
+
+def test_version_and_unexpected_arguments(tmp_path: Path) -> None:
+    env = {"DARKROOM_HOME": str(tmp_path / "home")}
+    shown = darkroom("--version", env=env)
+    assert shown.returncode == 0 and shown.stdout.strip().startswith("darkroom ")
+    assert_one_line_error(darkroom("webhooks", "list", "extra", env=env), "invalid_parameters", 2)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "img-1"],
+        ["status", "img-1", "--json"],
+        ["webhooks", "list"],
+        ["webhooks", "list", "--json"],
+    ],
+)
+def test_read_only_commands_create_nothing(tmp_path: Path, args: list[str]) -> None:
+    home = tmp_path / "home"
+    result = darkroom(*args, env={"DARKROOM_HOME": str(home), "DARKROOM_DATABASE_URL": ""})
+    assert result.returncode in (0, 1), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not home.exists()

@@ -260,3 +260,21 @@ def test_the_cli_dry_run_changes_nothing_and_a_replay_reports_json(settings: Set
 
     nothing = darkroom("replay", env=env)
     assert nothing.returncode == 2 and "replay needs a selection" in nothing.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--resume", "rp-0123456789ab", "--dry-run"], "drop --dry-run"),
+        (["--resume", "../../etc/passwd"], "is not a replay id"),
+        (["--resume", "rp-0123456789ab"], "no replay rp-0123456789ab"),
+        (["--image-id", "x", "--rate", "nan"], "--rate must be a number > 0"),
+        (["--since", "2026-11-30T12:00", "--until", "2026-11-30T11:00"], "--since must be before --until"),
+        (["--since", "yesterday"], "expected ISO 8601 or a duration"),
+    ],
+)
+def test_replay_usage_errors_are_one_line(tmp_path: Path, args: list[str], says: str) -> None:
+    result = darkroom("replay", *args, env={"DARKROOM_HOME": str(tmp_path)})
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and says in result.stderr
+    assert "Traceback" not in result.stderr
