@@ -35,7 +35,7 @@ def broker_errors(doing: str) -> Iterator[None]:
         raise BrokerUnavailable(f"{doing}: {reason}") from None
 
 
-def _reader_id() -> str:
+def reader_id() -> str:
     """A group id of its own for each throwaway reader: assigned, never subscribed, no commits."""
     return f"darkroom.offsets-{uuid.uuid4()}"
 
@@ -50,7 +50,7 @@ def _watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, in
 
 def _watermark_offsets(settings: Settings, topic: str, partitions: Sequence[int]) -> dict[int, tuple[int, int]]:
     with broker_errors(f"cannot look up the offsets of {topic}"):
-        consumer = make_consumer(settings, _reader_id())
+        consumer = make_consumer(settings, reader_id())
         try:
             return {p: _watermarks(consumer, topic, p) for p in partitions}
         finally:
@@ -77,7 +77,7 @@ def end_offsets(settings: Settings, topic: str, partitions: Sequence[int]) -> di
     ends = earliest_offsets(settings, topic, partitions)
     start = [TopicPartition(topic, p, offset) for p, offset in ends.items()]
     with broker_errors(f"cannot read {topic} to its end"):
-        for msg in read_until_idle(settings, start, _reader_id(), IDLE_S):
+        for msg in read_until_idle(settings, start, reader_id(), IDLE_S):
             partition, offset = msg.partition(), msg.offset()
             if partition is not None and offset is not None:
                 ends[partition] = max(ends[partition], offset + 1)
@@ -88,7 +88,7 @@ def _time_hints(settings: Settings, topic: str, partitions: Sequence[int], ts_ms
     """The broker's answer to "first offset at or after ``ts_ms``": -1 for none (exact on a
     real broker, 0 from the embedded one)."""
     with broker_errors(f"cannot look up offsets by time in {topic}"):
-        consumer = make_consumer(settings, _reader_id())
+        consumer = make_consumer(settings, reader_id())
         try:
             answer = consumer.offsets_for_times([TopicPartition(topic, p, ts_ms) for p in partitions], TIMEOUT_S)
         finally:
@@ -114,7 +114,7 @@ def offsets_at(settings: Settings, topic: str, partitions: Sequence[int], ts_ms:
     start = [TopicPartition(topic, p, hints[p]) for p in sorted(pending)]
     with (
         broker_errors(f"cannot read {topic}"),
-        contextlib.closing(read_until_idle(settings, start, _reader_id(), IDLE_S)) as records,
+        contextlib.closing(read_until_idle(settings, start, reader_id(), IDLE_S)) as records,
     ):
         for msg in records:
             partition, offset = msg.partition(), msg.offset()

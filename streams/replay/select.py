@@ -11,7 +11,6 @@ kept: re-emitting an older one after a newer one would bring the older request b
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,15 +20,13 @@ from confluent_kafka import TopicPartition
 
 from processors.errors import UndecodableEvent
 from streams.config import Settings
-from streams.replay.offsets import broker_errors, offsets_at
+from streams.replay.offsets import IDLE_S, broker_errors, offsets_at, reader_id
 from streams.runtime.kafka import make_consumer
 from streams.runtime.topics import UPLOADED, read_until_idle
 from streams.sinks.database import Database
 from streams.wire.events import Event, Serdes
 
 Outcome = Literal["completed", "failed"]
-IDLE_S = 2.0
-"""The topic's end is where nothing new arrives for this long (``read_until_idle``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,7 +126,7 @@ def _scan(settings: Settings, selection: Selection, image_ids: Collection[str], 
     since, until = _ms(selection.since), _ms(selection.until)
     serde = Serdes(settings).upload
     with broker_errors(f"cannot read {topic}"):
-        probe = make_consumer(settings, f"darkroom.replay-select-{uuid.uuid4()}")
+        probe = make_consumer(settings, reader_id())
         try:
             partitions = sorted(probe.list_topics(topic, timeout=10).topics[topic].partitions)
         finally:
@@ -140,7 +137,7 @@ def _scan(settings: Settings, selection: Selection, image_ids: Collection[str], 
         positions = [TopicPartition(topic, p, start) for p, start in starts.items() if start is not None]
         keys = {k.encode() for k in image_ids}
         out: list[Found] = []
-        for msg in read_until_idle(settings, positions, f"darkroom.replay-select-{uuid.uuid4()}", IDLE_S):
+        for msg in read_until_idle(settings, positions, reader_id(), IDLE_S):
             into.scanned += 1
             _, ts = msg.timestamp()
             if (since is not None and ts < since) or (until is not None and ts >= until):
