@@ -58,7 +58,9 @@ class Settings:
     allowed_buckets: str = ""
     output_prefix: str = "derived"
     topic_prefix: str = ""
-    partitions: int = 4
+    # Partitions of the topics darkroom creates. A consumer group scales to as many members
+    # as partitions, and the embedded broker cannot add partitions later.
+    partitions: int = 12
     replication_factor: int = 1
     session_timeout_ms: int = 10_000
     max_poll_interval_ms: int = 300_000
@@ -77,6 +79,16 @@ class Settings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_frames: int = DEFAULT_MAX_FRAMES
     log_format: str = "auto"
+    # Operations (README, *Operating*): /metrics, /healthz and /readyz on metrics_port (0: off).
+    # A worker with lag and no progress for stuck_after_s is unhealthy.
+    metrics_port: int = 0
+    stuck_after_s: float = 600.0
+    # Worker processes per service for `darkroom run`, e.g. "thumbnail=4,upscale=1"; services
+    # not named get one (thumbnail and enhance: one per CPU).
+    processes: str = ""
+    # Static group membership: members named "<instance_id>.<service>[.<n>]", so a restarted
+    # one takes its partitions back without a rebalance. Empty: dynamic membership.
+    instance_id: str = ""
     log_level: str = "info"
     # Webhooks (streams/sinks/webhooks.py). The schedule is the delay in seconds before each
     # attempt, Standard Webhooks / Svix style; its length is the number of attempts.

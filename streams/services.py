@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from contextlib import closing
@@ -9,9 +10,10 @@ from contextlib import closing
 import structlog
 
 from processors import AVAILABLE_OPERATIONS, KNOWN_OPERATIONS
-from processors.errors import DependencyUnavailable
+from processors.errors import ConfigurationError, DependencyUnavailable
 from streams.config import Settings
 from streams.handlers.steps import worker_specs
+from streams.runtime.processes import Child
 from streams.runtime.retry import backoff_delay
 from streams.runtime.supervisor import Service, Supervisor
 from streams.runtime.topics import ensure_topics
@@ -24,6 +26,43 @@ _log = structlog.get_logger("darkroom.services")
 SINKS = ("results", "webhooks")
 ALL = ("ingest", *AVAILABLE_OPERATIONS, *SINKS)
 NAMES = ("ingest", *KNOWN_OPERATIONS, *SINKS)
+_CPU_BOUND = ("enhance", "thumbnail")
+"""Services whose default process count grows with the CPUs (half of them: the broker and
+the object store often share the machine). Upscale keeps one: its torch threads already
+use every core."""
+
+
+def cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def process_counts(spec: str, names: Sequence[str]) -> dict[str, int]:
+    """How many processes each of ``names`` gets: ``spec`` ("thumbnail=4,upscale=1"; 0 runs
+    none) over the defaults."""
+    counts = {name: max(1, cpus() // 2) if name in _CPU_BOUND else 1 for name in names}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, sep, count = item.partition("=")
+        if not sep or name.strip() not in names or not count.strip().isdigit():
+            raise ConfigurationError(
+                f"invalid process counts {spec!r}: expected NAME=COUNT,… with NAME one of {', '.join(names)}"
+            )
+        counts[name.strip()] = int(count)
+    return counts
+
+
+def children(settings: Settings, counts: dict[str, int]) -> list[Child]:
+    """One ``darkroom worker NAME`` per process; upscale's share the CPUs' torch threads,
+    and with static membership each gets an instance id of its own."""
+    found = []
+    for name, count in counts.items():
+        for index in range(count):
+            env = {"DARKROOM_METRICS_PORT": "0"}
+            if settings.instance_id:
+                env["DARKROOM_INSTANCE_ID"] = f"{settings.instance_id}.{index}"
+            if name == "upscale":
+                env["OMP_NUM_THREADS"] = str(max(1, cpus() // count))
+            found.append(Child(name, ("worker", name), env))
+    return found
 
 
 def start_when_ready(settings: Settings, names: Sequence[str], stop: threading.Event) -> Supervisor | None:

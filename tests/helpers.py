@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from streams.config import Settings
 from streams.runtime.kafka import Record, deliver, make_consumer, make_producer
+from streams.runtime.topics import COMPLETED
+from streams.wire.events import Serdes, derived_id
 
 
 @dataclass
@@ -57,3 +62,33 @@ def produce(settings: Settings, topic: str, key: str, value: bytes) -> None:
 
 def decode_all(records: list[Consumed], serde: Any) -> list[dict[str, Any]]:
     return [serde.decode(r.value, r.topic) for r in records]
+
+
+def postgres(action: str) -> None:
+    """``start`` or ``stop`` the machine's PostgreSQL cluster: a real outage of the database."""
+    version = next(Path("/etc/postgresql").iterdir()).name
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action], check=True, capture_output=True
+    )
+
+
+def completion(settings: Settings, serdes: Serdes, image_id: str) -> Record:
+    """A completion event of ``image_id`` (one thumbnail step, no outputs), ready to produce."""
+    upload_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    event = {
+        "event_id": derived_id(upload_id, "completed"),
+        "upload_event_id": upload_id,
+        "image_id": image_id,
+        "bucket": "darkroom",
+        "source_key": f"uploads/{image_id}.jpg",
+        "pipeline": [{"operation": "thumbnail", "params": {}}],
+        "outputs": [],
+        "timings": [],
+        "callback_url": None,
+        "tenant": None,
+        "submitted_at": now,
+        "completed_at": now,
+    }
+    topic = settings.topic(COMPLETED)
+    return Record(topic, image_id, serdes.completed.encode(event, topic))

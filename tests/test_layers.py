@@ -17,12 +17,14 @@ _FOUNDATION = {"processors", "streams.config"}
 ALLOWED: dict[str, set[str]] = {
     "processors": {"processors"},
     "streams.config": {"processors"},
-    "streams.runtime": _FOUNDATION,
+    "streams.observe": _FOUNDATION,
+    "streams.runtime": _FOUNDATION | {"streams.observe"},
     "streams.wire": _FOUNDATION,
-    "streams.handlers": _FOUNDATION | {"streams.runtime", "streams.wire"},
-    "streams.sinks": _FOUNDATION | {"streams.runtime", "streams.wire"},
+    "streams.handlers": _FOUNDATION | {"streams.observe", "streams.runtime", "streams.wire"},
+    "streams.sinks": _FOUNDATION | {"streams.observe", "streams.runtime", "streams.wire"},
     "streams.client": _FOUNDATION | {"streams.runtime", "streams.wire"},
-    "streams.services": _FOUNDATION | {"streams.runtime", "streams.wire", "streams.handlers", "streams.sinks"},
+    "streams.services": _FOUNDATION
+    | {"streams.observe", "streams.runtime", "streams.wire", "streams.handlers", "streams.sinks"},
     "streams.replay": _FOUNDATION | {"streams.runtime", "streams.wire", "streams.sinks"},
     "streams": _FOUNDATION | {"streams.client"},
     "streams.dev": _FOUNDATION
@@ -37,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
         "streams.services",
         "streams.dev",
         "streams.replay",
+        "streams.observe",
     },
 }
 """Room → the rooms it may import (besides itself). Nothing may import ``streams.cli``."""

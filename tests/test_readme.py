@@ -51,3 +51,11 @@ def test_the_backends_listed_are_those_the_events_carry() -> None:
     assert listed is not None
     names = set(re.findall(r"`([^`]+)`", listed.group(1))) - {"precision=exact"}
     assert names == {"pillow", *BACKENDS}
+
+
+def test_the_metrics_table_lists_exactly_the_metrics_exported() -> None:
+    from streams.observe.metrics import NAMES
+
+    start = README.index("| metric | type | labels | what |")
+    table = README[start : README.index("\n\n", start)]
+    assert set(re.findall(r"^\| `(darkroom_[a-z_]+)` \|", table, re.M)) == set(NAMES)

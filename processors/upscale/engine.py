@@ -166,6 +166,8 @@ def _host() -> _Host:
     """What this machine offers, read once; also sets torch's thread count once."""
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = cpu_quota(affinity, _cfs_text())
+    if (omp := os.environ.get("OMP_NUM_THREADS", "").strip()).isdigit():  # a share of the machine (--processes)
+        threads = min(threads, max(1, int(omp)))
     torch.set_num_threads(threads)
     return _Host(threads=threads, bf16=native_bf16(_read("/proc/cpuinfo") or ""), cuda=torch.cuda.is_available())
 

@@ -18,12 +18,12 @@ from processors.errors import (
     InvalidWebhookUrl,
     WebhookTargetBlocked,
 )
-from streams.cli import groups, models, replay, stack, status, submit, webhooks, workers
+from streams.cli import groups, models, replay, stack, status, submit, top, webhooks, workers
 from streams.cli.common import EXIT_FAILED, EXIT_USAGE
 from streams.config import load_settings
 from streams.runtime.logs import configure_logging
 
-_GROUPS = (stack, workers, submit, models, status, webhooks, replay, groups)
+_GROUPS = (stack, workers, submit, models, status, webhooks, replay, groups, top)
 """In the order ``--help`` lists them."""
 _USAGE = (InvalidPipeline, ConfigurationError, InvalidWebhookUrl, WebhookTargetBlocked)
 """What the user typed or configured: exit 2, like argparse's own usage errors."""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from processors import KNOWN_OPERATIONS
@@ -12,17 +15,53 @@ from streams.config import Settings
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("run", help="run everything (ingest, operations, result writer, webhooks) until SIGTERM")
+    p = sub.add_parser(
+        "run",
+        help="run everything (ingest, operations, result writer, webhooks) until SIGTERM",
+        description="Run every service until SIGTERM. With more than one process for a service, each service"
+        " instance is a `darkroom worker NAME` process under one supervisor, which restarts crashed ones.",
+    )
+    p.add_argument(
+        "--processes",
+        metavar="NAME=N,…",
+        help="processes per service, e.g. thumbnail=4,upscale=1 (DARKROOM_PROCESSES; default: enhance and"
+        " thumbnail get half the CPUs, the others one; 0 runs none)",
+    )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "migrate", help="create or upgrade the result database, then exit (run once before the workers start)"
+    )
+    p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("worker", help="run one service (ingest, an operation, results, webhooks) until SIGTERM")
     p.add_argument("operation", choices=["ingest", *KNOWN_OPERATIONS, "results", "webhooks"])
     p.set_defaults(func=cmd_worker)
 
 
+def _report_health(settings: Settings) -> None:
+    """Serve the endpoint, or (a child of ``run --processes``) write snapshots for the supervisor's."""
+    from streams.observe import health, metrics, server
+    from streams.runtime.processes import SNAPSHOT_EVERY_S
+
+    directory = os.environ.get(metrics.MULTIPROC_ENV)
+    if settings.metrics_port:
+        server.start(settings.metrics_port, settings.stuck_after_s)
+    elif directory:
+        path = health.snapshot_path(Path(directory), os.getpid())
+
+        def write() -> None:
+            while True:
+                health.HEALTH.write_snapshot(path, settings.stuck_after_s)
+                threading.Event().wait(SNAPSHOT_EVERY_S)
+
+        threading.Thread(target=write, name="health-snapshots", daemon=True).start()
+
+
 def _run_workers(settings: Settings, names: Sequence[str]) -> int:
     from streams.services import start_when_ready
 
+    _report_health(settings)
     # until the supervisor runs, SIGTERM ends the process at once (nothing is in flight)
     supervisor = start_when_ready(settings, names, threading.Event())
     assert supervisor is not None
@@ -31,10 +70,35 @@ def _run_workers(settings: Settings, names: Sequence[str]) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.services import ALL
+    from streams.services import ALL, children, process_counts
 
-    return _run_workers(settings, ALL)
+    counts = process_counts(args.processes if args.processes is not None else settings.processes, ALL)
+    if all(count <= 1 for count in counts.values()):
+        return _run_workers(settings, [name for name in ALL if counts[name]])
+    from streams.runtime.processes import ProcessSupervisor, use_multiprocess_metrics
+
+    directory = settings.home / "run" / f"metrics-{os.getpid()}"
+    use_multiprocess_metrics(directory)
+    supervisor = ProcessSupervisor(children(settings, counts), directory)
+    if settings.metrics_port:
+        supervisor.serve(settings.metrics_port, settings.stuck_after_s)
+    try:
+        return supervisor.run_until_signalled()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return _run_workers(settings, [args.operation])
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.sinks.database import Database
+
+    db = Database(settings)
+    try:
+        applied = db.migrate()
+    finally:
+        db.close()
+    print(f"applied migrations {', '.join(map(str, applied))}" if applied else "the result database is up to date")
+    return 0

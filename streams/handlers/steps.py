@@ -34,6 +34,7 @@ from processors.errors import (
 from processors.operation import Operation, Rendition
 from processors.upscale import Upscale, UpscaleConfig
 from streams.config import Settings
+from streams.observe import metrics
 from streams.runtime.egress import EgressGuard
 from streams.runtime.kafka import Record
 from streams.runtime.retry import retry
@@ -101,6 +102,7 @@ class Ingest:
         failure = events.failed(
             upload, exc, upload_event_id=upload["event_id"], step_index=step_index, failed_step=step
         )
+        metrics.FAILURES.labels("ingest", exc.code).inc()
         return [_record(self.settings, FAILED, failure, self.serdes.failed)]
 
 
@@ -161,6 +163,7 @@ class OperationStep:
             outputs=request["outputs"],
             timings=request["timings"],
         )
+        metrics.FAILURES.labels(self.operation.name, exc.code).inc()
         return [_record(self.settings, FAILED, failure, self.serdes.failed)]
 
     def _storage(self, fn: Any, what: str) -> Any:
@@ -243,6 +246,7 @@ class OperationStep:
         put = partial(self.store.put, bucket, prefix + MANIFEST, body, content_type="application/json", if_absent=True)
         self._storage(put, "write manifest")
         timing = self._timing(index, started, backend=result.backend, details=result.details, reused=False)
+        metrics.STEP_DURATION.labels(op.name, result.backend).observe(timing["duration_ms"] / 1000)
         return outputs, timing
 
     def _write_output(self, output: Event, rendition: Rendition, metadata: Mapping[str, str], log: Any) -> None:

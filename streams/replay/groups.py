@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient, ConsumerGroupDescription
 from processors.errors import BrokerUnavailable, GroupActive, InvalidParameters
 from streams.config import Settings
 from streams.replay.offsets import TIMEOUT_S, broker_errors, earliest_offsets, end_offsets, offsets_at
+from streams.runtime.kafka import make_admin
 
 _IDLE_STATES = frozenset({ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD})
 _MEMBER_ERRORS = frozenset(
@@ -45,7 +46,7 @@ class PlanRow:
 
 
 def _admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap_servers()})
+    return make_admin(settings)
 
 
 def _describe(admin: AdminClient, group: str) -> ConsumerGroupDescription:

@@ -33,6 +33,8 @@ def broker_errors(doing: str) -> Iterator[None]:
         err = exc.args[0] if exc.args else None
         reason = err.str() if isinstance(err, KafkaError) else str(exc)
         raise BrokerUnavailable(f"{doing}: {reason}") from None
+    except TimeoutError:  # an admin request's future that got no answer
+        raise BrokerUnavailable(f"{doing}: no answer within {TIMEOUT_S:g}s") from None
 
 
 def reader_id() -> str:

@@ -13,11 +13,15 @@ can go wrong the way the loop must react to it: a producer the library declares 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
+import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
 
 from processors.errors import AccessRefused, BrokerUnavailable
 from streams.config import Settings
@@ -54,10 +58,37 @@ class Record:
     headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
 
 
+class _ToStructlog(logging.Handler):
+    """librdkafka's own log (every refused connection, every retry: hundreds of lines while a
+    broker is down) as structlog debug lines; what matters reaches darkroom as errors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log = structlog.get_logger("darkroom.librdkafka")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.log.debug(record.getMessage(), librdkafka_level=record.levelname)
+
+
+_LIBRDKAFKA = logging.getLogger("darkroom.librdkafka")
+_LIBRDKAFKA.addHandler(_ToStructlog())
+_LIBRDKAFKA.setLevel(logging.DEBUG)
+_LIBRDKAFKA.propagate = False
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """What every Kafka client of darkroom shares: the bootstrap servers and the log's route."""
+    return {"bootstrap.servers": settings.bootstrap_servers(), "logger": _LIBRDKAFKA}
+
+
+def make_admin(settings: Settings) -> AdminClient:
+    return AdminClient(client_config(settings))
+
+
 def make_producer(settings: Settings) -> Producer:
     return Producer(
         {
-            "bootstrap.servers": settings.bootstrap_servers(),
+            **client_config(settings),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
@@ -80,7 +111,7 @@ def discard_producer(old: Producer) -> None:
 def make_consumer(settings: Settings, group_id: str, **extra: object) -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": settings.bootstrap_servers(),
+            **client_config(settings),
             "group.id": group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -88,6 +119,9 @@ def make_consumer(settings: Settings, group_id: str, **extra: object) -> Consume
             "session.timeout.ms": settings.session_timeout_ms,
             "heartbeat.interval.ms": max(500, settings.session_timeout_ms // 5),
             "max.poll.interval.ms": settings.max_poll_interval_ms,
+            # a member joining or leaving moves only the partitions that must move; the
+            # others keep being processed through the rebalance
+            "partition.assignment.strategy": "cooperative-sticky",
             **extra,
         }
     )

@@ -10,6 +10,7 @@ from typing import TypeVar
 import structlog
 
 from processors.errors import RetryableError
+from streams.observe import metrics
 
 T = TypeVar("T")
 _log = structlog.get_logger("darkroom.retry")
@@ -43,6 +44,7 @@ def retry(
             if attempt == attempts:
                 raise
             delay = backoff_delay(attempt, backoff_s, max_backoff_s)
+            metrics.RETRIES.labels(metrics.dependency_of(exc.code)).inc()
             _log.warning("retrying", what=what, attempt=attempt, error_code=exc.code, delay_s=round(delay, 3))
             sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -18,6 +18,7 @@ import structlog
 
 from processors.errors import DarkroomError
 from streams.config import Settings
+from streams.observe import metrics
 from streams.runtime.worker import Worker, WorkerSpec
 
 _log = structlog.get_logger("darkroom.supervisor")
@@ -61,6 +62,7 @@ class Supervisor:
                 _log.exception("service crashed; restarting", service=service.name, backoff_s=backoff)
             else:
                 return
+            metrics.RESTARTS.labels(service.name).inc()
             self.stop.wait(backoff)
             backoff = min(backoff * 2, 30.0)
 

@@ -7,12 +7,12 @@ import uuid
 from collections.abc import Generator, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
 from processors import KNOWN_OPERATIONS
 from processors.errors import BrokerUnavailable
 from streams.config import Settings
-from streams.runtime.kafka import make_consumer
+from streams.runtime.kafka import make_admin, make_consumer
 
 UPLOADED = "images.uploaded"
 COMPLETED = "images.completed"
@@ -31,7 +31,7 @@ def all_topics(settings: Settings) -> list[str]:
 
 def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> None:
     """Create every darkroom topic that does not exist yet (idempotent)."""
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers()})
+    admin = make_admin(settings)
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:

@@ -33,6 +33,10 @@ What the loop does when something goes wrong, so that handlers need not:
   restarts it.
 - **An output the broker refuses for good** (too large, not authorised) fails its input
   with ``output_rejected`` (or dead-letters it), instead of being retried forever.
+
+As it goes the loop reports to ``streams.observe``: records consumed and produced, what
+it waits on, and each assigned partition's lag (``_observe``), from which ``/healthz``
+tells a stuck worker from a paused one.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ from processors.errors import (
     UndecodableEvent,
 )
 from streams.config import Settings
+from streams.observe import metrics
+from streams.observe.health import HEALTH, LoopState
 from streams.runtime.kafka import ProducerFailed, Record, deliver, discard_producer, make_consumer, make_producer
 from streams.runtime.retry import backoff_delay
 from streams.runtime.topics import DEAD_LETTER
@@ -67,6 +73,8 @@ _POLL_WHILE_BUSY_S = 1.0
 """How often a long batch's (or a waiting worker's) loop polls its paused consumer."""
 _MAX_PRODUCER_FAILURES = 3
 """Producers rebuilt in a row without one successful delivery before the worker gives up."""
+_OBSERVE_EVERY_S = 1.0
+"""How often the loop reports its lag and beat (``_observe``)."""
 
 OUTAGES = (DependencyUnavailable, AccessRefused)
 """Errors that pause a worker instead of failing the record in hand."""
@@ -183,10 +191,16 @@ class Worker:
         """Outage waits in a row: the backoff's exponent."""
         self._unstarted_since: float | None = None
         """Since when the consumer has held partitions without a fetch position."""
+        self.health: LoopState = LoopState(spec.name)
+        self._committed: dict[tuple[str, int], int] = {}
+        """Per assigned partition: the next offset to read after the group's committed position."""
+        self._observed = 0.0
+        self._paused_on: set[str] = set()
 
     def run(self, stop: threading.Event) -> None:
         """Process records until ``stop`` is set; the batch in hand is always finished."""
         self._stop = stop
+        self.health = HEALTH.register(self.spec.name)
         consumer = self._subscribed()
         producer = self.producers(self.settings)
         producer_failures = 0
@@ -194,6 +208,7 @@ class Worker:
         self.log.info("worker started")
         try:
             while not stop.is_set():
+                self._observe(consumer)
                 try:
                     batch = self._next_batch(consumer)
                 except _ConsumerStuck as exc:
@@ -203,6 +218,7 @@ class Worker:
                     continue
                 if not batch:
                     continue
+                metrics.IN_FLIGHT.labels(self.spec.name).set(len(batch))
                 outcome = self._in_group(consumer, busy, batch)
                 try:
                     self._deliver(producer, outcome.done)
@@ -218,12 +234,19 @@ class Worker:
                     self._wait_out(consumer, batch, exc)
                     continue
                 producer_failures = 0
+                self._produced(outcome.done)
                 self._commit(consumer, [d.msg for d in outcome.done])
+                metrics.IN_FLIGHT.labels(self.spec.name).set(len(outcome.rest))
                 if outcome.outage is not None:
                     self._wait_out(consumer, outcome.rest, outcome.outage)
                 else:
-                    self._outages = 0
+                    self._resumed()
         finally:
+            metrics.IN_FLIGHT.labels(self.spec.name).set(0)
+            self._resumed()
+            for topic, partition in self._committed:
+                metrics.CONSUMER_LAG.labels(self.spec.group_id, topic, str(partition)).set(0)
+            HEALTH.unregister(self.health)
             busy.shutdown()
             with contextlib.suppress(KafkaException, SystemError):  # an unusable producer cannot flush
                 producer.flush(10)
@@ -231,10 +254,62 @@ class Worker:
             self.log.info("worker stopped")
 
     def _subscribed(self) -> Consumer:
-        consumer = make_consumer(self.settings, self.spec.group_id)
-        consumer.subscribe(list(self.spec.topics))
+        extra = (
+            {"group.instance.id": f"{self.settings.instance_id}.{self.spec.name}"} if self.settings.instance_id else {}
+        )
+        consumer = make_consumer(self.settings, self.spec.group_id, **extra)
+        consumer.subscribe(list(self.spec.topics), on_assign=self._on_assign)
         self._unstarted_since = None
         return consumer
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group answered: the worker has joined (its share may be empty)."""
+        self.health.assigned(len(consumer.assignment()) + len(partitions))
+
+    # -- reporting ------------------------------------------------------------------
+    def _observe(self, consumer: Consumer) -> None:
+        """Beat, and (at most every ``_OBSERVE_EVERY_S``) report each assigned partition's lag:
+        the high watermark the last fetch brought minus the group's committed position. The
+        embedded broker's ListOffsets end offset is wrong; the fetched watermark is not."""
+        self.health.turned()
+        now = time.monotonic()
+        if now - self._observed < _OBSERVE_EVERY_S:
+            return
+        self._observed = now
+        assignment = {(tp.topic, tp.partition): tp for tp in consumer.assignment()}
+        for key in [k for k in self._committed if k not in assignment]:  # revoked: its new owner reports it
+            metrics.CONSUMER_LAG.labels(self.spec.group_id, key[0], str(key[1])).set(0)
+            del self._committed[key]
+        unknown = [tp for key, tp in assignment.items() if key not in self._committed]
+        if unknown:
+            with contextlib.suppress(KafkaException):  # asked again on the next turn
+                for tp in consumer.committed(unknown, timeout=2):
+                    low = consumer.get_watermark_offsets(tp, cached=True)
+                    start = low[0] if low is not None and low[0] >= 0 else 0
+                    self._committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else start
+        total = 0
+        for key, tp in assignment.items():
+            marks = consumer.get_watermark_offsets(tp, cached=True)
+            if key not in self._committed or marks is None or marks[1] < 0:
+                continue
+            lag = max(0, marks[1] - self._committed[key])
+            total += lag
+            metrics.CONSUMER_LAG.labels(self.spec.group_id, key[0], str(key[1])).set(lag)
+        self.health.partitions, self.health.lag = len(assignment), total
+
+    def _produced(self, done: list[_Done]) -> None:
+        for d in done:
+            for record in d.records:
+                metrics.RECORDS_PRODUCED.labels(self.spec.group_id, record.topic).inc()
+
+    def _resumed(self) -> None:
+        """A batch went through (or the worker stops): no longer paused on an outage."""
+        self._outages = 0
+        if self.health.paused is not None:
+            self.health.paused = None
+            for dependency in self._paused_on:
+                metrics.PAUSED.labels(self.spec.name, dependency).set(0)
+            self._paused_on.clear()
 
     def _check_started(self, consumer: Consumer) -> None:
         """Raise ``_ConsumerStuck`` when the consumer has held partitions without a single
@@ -278,6 +353,7 @@ class Worker:
                 self._on_error(error)
             else:
                 batch.append(Received.of(msg))
+                metrics.RECORDS_CONSUMED.labels(self.spec.group_id, batch[-1].topic).inc()
         return batch
 
     def _in_group(self, consumer: Consumer, busy: ThreadPoolExecutor, batch: list[Received]) -> _Outcome:
@@ -291,10 +367,12 @@ class Worker:
         partition is fetched afresh, which costs time.
         """
         future = busy.submit(self._process, batch)
-        try:
-            return future.result(timeout=self.settings.max_poll_interval_ms / 2000)
-        except FutureTimeout:
-            pass
+        deadline = time.monotonic() + self.settings.max_poll_interval_ms / 2000
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                return future.result(timeout=min(left, _OBSERVE_EVERY_S))
+            except FutureTimeout:
+                self._observe(consumer)
         self.log.info("long batch; pausing partitions and polling to keep group membership")
         with self._paused(consumer):
             while True:
@@ -302,6 +380,7 @@ class Worker:
                     return future.result(timeout=_POLL_WHILE_BUSY_S)
                 except FutureTimeout:
                     self._put_back(consumer, consumer.poll(0))
+                    self._observe(consumer)
 
     @contextlib.contextmanager
     def _paused(self, consumer: Consumer) -> Iterator[None]:
@@ -483,6 +562,7 @@ class Worker:
             done = list(again.values())
 
     def _dead_letter(self, msg: Received, exc: DarkroomError) -> Record:
+        metrics.DEAD_LETTERS.labels(self.spec.group_id, exc.code).inc()
         return Record(
             topic=self.settings.topic(DEAD_LETTER),
             key=msg.key,
@@ -500,8 +580,12 @@ class Worker:
     def _commit(self, consumer: Consumer, done: list[Received]) -> None:
         if not done:
             return
+        positions = _positions(done, first=False)
         try:
-            consumer.commit(offsets=_positions(done, first=False), asynchronous=False)
+            consumer.commit(offsets=positions, asynchronous=False)
+            for tp in positions:
+                self._committed[(tp.topic, tp.partition)] = tp.offset
+            self.health.progressed()
         except KafkaException as exc:  # e.g. the partitions were revoked in a rebalance
             # The records will be redelivered to the partitions' new owner; handlers are
             # idempotent, so this costs duplicates, never a loss.
@@ -514,6 +598,11 @@ class Worker:
             return  # nothing of ``rest`` was committed: the group's next member reads it
         self._outages += 1
         delay = self._delay(self._outages)
+        dependency = metrics.dependency_of(exc.code)
+        metrics.PAUSES.labels(self.spec.name, dependency).inc()
+        metrics.PAUSED.labels(self.spec.name, dependency).set(1)
+        self._paused_on.add(dependency)
+        self.health.paused = f"{exc.code}: {exc.message}"
         level = "error" if isinstance(exc, AccessRefused) else "warning"
         getattr(self.log, level)(
             "dependency unavailable; paused, will retry",
@@ -529,6 +618,7 @@ class Worker:
         with self._paused(consumer):
             while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
                 self._put_back(consumer, consumer.poll(min(left, _POLL_WHILE_BUSY_S)))
+                self._observe(consumer)
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():

@@ -28,6 +28,8 @@ import structlog
 
 from processors.errors import ConfigurationError, DatabaseUnavailable
 from streams.config import Settings, mask_url
+from streams.observe import metrics
+from streams.observe.health import HEALTH
 from streams.runtime.retry import backoff_delay
 from streams.sinks import webhooks
 from streams.sinks.database import Database, Row, Transaction, now_ms
@@ -166,22 +168,32 @@ class Dispatcher:
             webhooks.new_client(timeout_s=self.config.timeout_s) as client,
         ):
             _log.info("dispatcher started", owner=self.owner, lease_s=self.settings.webhook_lease_s)
+            health = HEALTH.register("webhooks")
+            health.assigned(0)  # no consumer group: ready once it runs
             outages = 0
-            while not stop.is_set() or self._running:  # once stopped, keep the leases until attempts end
-                self._wake.clear()
-                try:
-                    self._renew()
-                    if not stop.is_set():
-                        for row in self._claim():
-                            pool.submit(self._attempt, row, client)
-                except DatabaseUnavailable as exc:  # wait for the database; nothing is lost meanwhile
-                    outages += 1
-                    delay = backoff_delay(outages, self.settings.retry_backoff_s, self.settings.retry_max_backoff_s)
-                    _log.warning("database unavailable; will retry", error=exc.message, delay_s=round(delay, 2))
-                    (self._wake if stop.is_set() else stop).wait(delay)  # stopping: until an attempt ends
-                    continue
-                outages = 0
-                self._wake.wait(self._next_wait_s())
+            try:
+                while not stop.is_set() or self._running:  # once stopped, keep the leases until attempts end
+                    self._wake.clear()
+                    health.progressed()
+                    try:
+                        self._renew()
+                        if not stop.is_set():
+                            for row in self._claim():
+                                pool.submit(self._attempt, row, client)
+                    except DatabaseUnavailable as exc:  # wait for the database; nothing is lost meanwhile
+                        outages += 1
+                        health.paused = f"{exc.code}: {exc.message}"
+                        metrics.PAUSED.labels("webhooks", "database").set(1)
+                        delay = backoff_delay(outages, self.settings.retry_backoff_s, self.settings.retry_max_backoff_s)
+                        _log.warning("database unavailable; will retry", error=exc.message, delay_s=round(delay, 2))
+                        (self._wake if stop.is_set() else stop).wait(delay)  # stopping: until an attempt ends
+                        continue
+                    if outages:
+                        outages, health.paused = 0, None
+                        metrics.PAUSED.labels("webhooks", "database").set(0)
+                    self._wake.wait(self._next_wait_s())
+            finally:
+                HEALTH.unregister(health)
             _log.info("dispatcher stopped")
 
     def _next_wait_s(self) -> float:
@@ -286,6 +298,7 @@ class Dispatcher:
             keys = self._secrets(row["target"])
             if keys is None:
                 self._finish(row, "disabled", row["attempts"], None, "subscription disabled")
+                metrics.WEBHOOK_ATTEMPTS.labels("disabled").inc()
                 return
             result = webhooks.send(
                 row["url"],
@@ -300,11 +313,14 @@ class Dispatcher:
             if result.throttle:
                 paused_s = self.limiter.throttle(row["target_key"], result.retry_after_s)
                 log.info("webhook target throttled", status_code=result.status_code, paused_s=paused_s)
+            outcome = "lost"  # unless recorded below: the lease went to another dispatcher
             if result.delivered:
                 if self._finish(row, "delivered", attempts, result.status_code, None):
+                    outcome = "delivered"
                     log.info("webhook delivered", attempts=attempts, status_code=result.status_code)
             elif result.disable:
                 if self._finish(row, "disabled", attempts, result.status_code, result.error):
+                    outcome = "disabled"
                     self._disable_subscription(row["target"], f"{mask_url(row['url'])} answered 410 Gone")
                     log.warning("webhook target gone; disabled", status_code=result.status_code)
             else:
@@ -315,10 +331,14 @@ class Dispatcher:
                 )
                 if delay is None:
                     if self._finish(row, "exhausted", attempts, result.status_code, result.error):
+                        outcome = "exhausted"
                         log.warning("webhook exhausted", attempts=attempts, error=result.error)
                 elif self._retry_later(row, attempts, result.status_code, result.error, delay):
+                    outcome = "retry"
                     log.info("webhook attempt failed", attempts=attempts, error=result.error, retry_in_s=delay)
+            metrics.WEBHOOK_ATTEMPTS.labels(outcome).inc()
         except Exception:  # the row stays claimed until its lease ends, then is retried
+            metrics.WEBHOOK_ATTEMPTS.labels("crashed").inc()
             log.exception("webhook attempt crashed")
         finally:
             with self._lock:

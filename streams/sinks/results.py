@@ -16,11 +16,13 @@ primary key, and the stored final state follows one rule —
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from streams.config import Settings
+from streams.observe import metrics
 from streams.runtime.topics import COMPLETED, FAILED
 from streams.runtime.worker import Received, WorkerSpec
 from streams.sinks.database import Database, Row, Transaction, now_ms
@@ -106,6 +108,7 @@ class ResultWriter:
         self.enqueue = enqueue
 
     def __call__(self, items: Sequence[tuple[Received, Event]], log: Any) -> None:
+        started = time.perf_counter()
         with self.db.transaction() as tx:
             for msg, event in items:
                 status: FinalStatus = "completed" if msg.topic == self.completed_topic else "failed"
@@ -116,6 +119,8 @@ class ResultWriter:
                 )
                 if self.enqueue is not None and event.get("notify", True):  # replay --no-notify: no webhooks
                     self.enqueue(tx, status, event)
+        metrics.RESULT_BATCH_SIZE.observe(len(items))
+        metrics.RESULT_TRANSACTION.observe(time.perf_counter() - started)
 
 
 def results_spec(settings: Settings, serdes: Serdes, db: Database, enqueue: Enqueue | None = None) -> WorkerSpec:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import socket
 import threading
 
+import pytest
 import structlog.testing
 
+from processors.errors import ConfigurationError
+from streams import services
 from streams.config import Settings
 from streams.services import start_when_ready
 
@@ -24,3 +27,27 @@ def test_starting_while_the_broker_is_unreachable_waits_instead_of_failing() -> 
     timer.cancel()
     waits = [e for e in logs if e["event"] == "dependency unavailable at start; waiting"]
     assert waits and {e["error_code"] for e in waits} == {"broker_unavailable"}
+
+
+def test_process_counts_default_from_the_cpus_and_take_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(services, "cpus", lambda: 16)
+    counts = services.process_counts("thumbnail=4,webhooks=0", services.NAMES)
+    assert counts == {"ingest": 1, "enhance": 8, "upscale": 1, "thumbnail": 4, "results": 1, "webhooks": 0}
+    monkeypatch.setattr(services, "cpus", lambda: 2)
+    assert services.process_counts("", services.NAMES)["thumbnail"] == 1  # two cores: threads in one process
+    for bad in ("thumbnail", "thumbnail=-1", "sharpen=2", "thumbnail=two"):
+        with pytest.raises(ConfigurationError):
+            services.process_counts(bad, services.NAMES)
+
+
+def test_upscale_processes_split_the_cpus_and_static_members_get_ids_of_their_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(services, "cpus", lambda: 8)
+    kids = services.children(Settings(instance_id="pod-a"), {"upscale": 2, "thumbnail": 1})
+    assert [(c.name, c.argv) for c in kids] == [("upscale", ("worker", "upscale"))] * 2 + [
+        ("thumbnail", ("worker", "thumbnail"))
+    ]
+    assert [c.env.get("OMP_NUM_THREADS") for c in kids] == ["4", "4", None]
+    assert [c.env["DARKROOM_INSTANCE_ID"] for c in kids] == ["pod-a.0", "pod-a.1", "pod-a.0"]
+    assert {c.env["DARKROOM_METRICS_PORT"] for c in kids} == {"0"}  # the supervisor serves them all

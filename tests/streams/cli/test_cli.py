@@ -115,3 +115,13 @@ def test_read_only_commands_create_nothing(tmp_path: Path, args: list[str]) -> N
     assert result.returncode in (0, 1), result.stderr
     assert "Traceback" not in result.stderr
     assert not home.exists()
+
+
+def test_migrate_creates_the_result_database_once(tmp_path: Path) -> None:
+    """What the Kubernetes migration Job runs: it applies every migration, then has nothing to do."""
+    env = {"DARKROOM_HOME": str(tmp_path / "home"), "DARKROOM_DATABASE_URL": f"sqlite:///{tmp_path / 'r.sqlite3'}"}
+    first = darkroom("migrate", env=env)
+    assert first.returncode == 0 and first.stdout.startswith("applied migrations 1, 2"), first.stderr
+    again = darkroom("migrate", env=env)
+    assert again.returncode == 0 and again.stdout.strip() == "the result database is up to date"
+    assert_one_line_error(darkroom("run", "--processes", "thumbnail=x", env=env), "configuration_error", 2)

@@ -8,8 +8,6 @@ import json
 import subprocess
 import sys
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -19,10 +17,10 @@ import structlog.testing
 from streams.config import Settings
 from streams.runtime.kafka import Record, deliver, make_producer
 from streams.runtime.supervisor import Supervisor
-from streams.runtime.topics import COMPLETED
 from streams.sinks.database import Database, migrations
 from streams.sinks.results import get_result, results_spec
-from streams.wire.events import Serdes, derived_id
+from streams.wire.events import Serdes
+from tests.helpers import completion, postgres
 
 _MIGRATE_AT = """
 import sys, time
@@ -60,34 +58,6 @@ def test_four_processes_migrating_a_fresh_postgresql_database_at_once_migrate_it
     assert [r[0] for r in rows] == versions
 
 
-def _completion(settings: Settings, serdes: Serdes, image_id: str) -> Record:
-    upload_id = str(uuid.uuid4())
-    now = datetime.now(UTC)
-    event = {
-        "event_id": derived_id(upload_id, "completed"),
-        "upload_event_id": upload_id,
-        "image_id": image_id,
-        "bucket": "darkroom",
-        "source_key": f"uploads/{image_id}.jpg",
-        "pipeline": [{"operation": "thumbnail", "params": {}}],
-        "outputs": [],
-        "timings": [],
-        "callback_url": None,
-        "tenant": None,
-        "submitted_at": now,
-        "completed_at": now,
-    }
-    topic = settings.topic(COMPLETED)
-    return Record(topic, image_id, serdes.completed.encode(event, topic))
-
-
-def _cluster(action: str) -> None:
-    version = next(Path("/etc/postgresql").iterdir()).name
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action], check=True, capture_output=True
-    )
-
-
 def _wait_for_rows(db_url: str, settings: Settings, ids: list[str], timeout_s: float) -> set[str]:
     deadline = time.monotonic() + timeout_s
     found: set[str] = set()
@@ -121,14 +91,14 @@ def test_the_result_writer_resumes_after_postgresql_restarts(settings: Settings,
     during = [f"during-{i}" for i in range(5)]
     supervisor.start()
     try:
-        deliver(producer, [_completion(settings, serdes, i) for i in before])
+        deliver(producer, [completion(settings, serdes, i) for i in before])
         assert _wait_for_rows(postgres_url, settings, before, 60) == set(before)
-        _cluster("stop")
+        postgres("stop")
         try:
-            deliver(producer, [_completion(settings, serdes, i) for i in during])
+            deliver(producer, [completion(settings, serdes, i) for i in during])
             time.sleep(4)  # the writer meets a dead connection and waits
         finally:
-            _cluster("start")
+            postgres("start")
         assert _wait_for_rows(postgres_url, settings, before + during, 90) == set(before + during)
     finally:
         supervisor.stop.set()
@@ -148,7 +118,7 @@ def test_a_record_the_result_store_rejects_is_dead_lettered_and_its_neighbours_a
     serdes = Serdes(settings)
     db = Database(settings)
     db.migrate()
-    first, clash, last = (_completion(settings, serdes, i) for i in ("first", "clash", "last"))
+    first, clash, last = (completion(settings, serdes, i) for i in ("first", "clash", "last"))
     event = serdes.completed.decode(first.value, first.topic)
     clash_event = {**serdes.completed.decode(clash.value, clash.topic), "event_id": event["event_id"]}
     clash = Record(clash.topic, "clash", serdes.completed.encode(clash_event, clash.topic))

@@ -1,0 +1,1 @@
+"""Operating darkroom: Prometheus metrics, health, and the endpoint that serves them."""
