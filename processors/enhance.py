@@ -35,7 +35,16 @@ import numpy as np
 from PIL import Image, ImageChops
 
 from processors import params
-from processors.image import JPEG, OutputFormat, decode, encode, orient, output_exif, to_srgb
+from processors.image import (
+    OutputFormat,
+    decode,
+    encode,
+    format_for,
+    format_name,
+    orient,
+    output_exif,
+    to_srgb,
+)
 from processors.operation import Limits, Rendition, StepResult
 
 Switch = Literal["auto", "off"]
@@ -140,7 +149,7 @@ class EnhanceParams:
     saturation: Amount = "auto"
     denoise: Sigmas | Switch = "auto"
     sharpen: Amount = "auto"
-    format: OutputFormat = JPEG
+    format: OutputFormat | None = None  # auto: PNG when the image has transparency, else JPEG
     quality: int = 90
     strip: bool = True
 
@@ -789,13 +798,14 @@ def _join_alpha(ctx: _Context) -> None:
 
 def _encode(ctx: _Context) -> None:
     p, img = ctx.params, ctx.image
+    fmt = format_for(p.format, img)
     ctx.rendition = Rendition(
         name="enhanced",
-        data=encode(img, p.format, quality=p.quality, exif=ctx.exif),
+        data=encode(img, fmt, quality=p.quality, exif=ctx.exif),
         width=img.width,
         height=img.height,
-        content_type=p.format.content_type,
-        extension=p.format.extension,
+        content_type=fmt.content_type,
+        extension=fmt.extension,
     )
 
 
@@ -839,7 +849,8 @@ class Enhance:
         - ``sharpen``: amount of fine detail added, 0..3 (0.5 = +50%); swings the size of
           the measured noise are never boosted, and no pixel moves by more than 12 levels.
 
-        Output: ``format`` (jpeg, jpg, webp, avif, png; default jpeg), ``quality``
+        Output: ``format`` (auto, jpeg, jpg, webp, avif, png; default auto: PNG for
+        images with transparency, else JPEG), ``quality``
         (1..100, default 90), ``strip`` (``true``/``false``: drop EXIF; default true).
         """
         return EnhanceParams(**params.parse_fields("enhance", raw, _PARSERS))
@@ -850,7 +861,7 @@ class Enhance:
             "contrast": _spell(params.contrast),
             "denoise": _spell(params.denoise),
             "exposure": _spell(params.exposure),
-            "format": params.format.name,
+            "format": format_name(params.format),
             "quality": str(params.quality),
             "saturation": _spell(params.saturation),
             "sharpen": _spell(params.sharpen),

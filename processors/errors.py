@@ -199,6 +199,12 @@ class GroupActive(PermanentError):
     code = "group_active"
 
 
+class LocalFileError(PermanentError):
+    """A local file the CLI was told to read or write cannot be (missing directory, permissions)."""
+
+    code = "file_error"
+
+
 class DependencyUnavailable(RetryableError):
     """A service darkroom depends on did not answer; the record itself is fine."""
 

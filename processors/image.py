@@ -67,6 +67,30 @@ FORMATS: Mapping[str, OutputFormat] = {
     "png": PNG,
 }
 """Output formats by the names a pipeline spec may use (``jpg`` is an alias)."""
+AUTO = "auto"
+"""The default ``format``: chosen per image by ``format_for``."""
+
+
+def has_transparency(img: Image.Image) -> bool:
+    """Whether any pixel of a working-mode image is not fully opaque."""
+    if img.mode not in ("RGBA", "LA"):
+        return False
+    low, _ = img.getchannel("A").getextrema()
+    return low != 255
+
+
+def format_name(fmt: OutputFormat | None) -> str:
+    """A ``format`` parameter's value as canonical params spell it (None: ``auto``)."""
+    return AUTO if fmt is None else fmt.name
+
+
+def format_for(choice: OutputFormat | None, img: Image.Image) -> OutputFormat:
+    """The format to write ``img`` in: ``choice``, or for ``format=auto`` (None) PNG where the
+    image has transparency and JPEG where it is opaque, so alpha survives every chain of
+    default steps and photos stay small."""
+    if choice is not None:
+        return choice
+    return PNG if has_transparency(img) else JPEG
 
 
 @contextmanager

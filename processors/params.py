@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from processors.errors import InvalidParameters
-from processors.image import FORMATS, OutputFormat
+from processors.image import AUTO, FORMATS, OutputFormat
 
 Parser = Callable[[str], Any]
 
@@ -43,10 +43,13 @@ def number(value: str, low: float, high: float, expected: str) -> float:
     return float(value) + 0.0  # -0 → 0
 
 
-def output_format(value: str) -> OutputFormat:
+def output_format(value: str) -> OutputFormat | None:
+    """A format by name, or None for ``auto`` (``processors.image.format_for`` decides per image)."""
+    if value == AUTO:
+        return None
     fmt = FORMATS.get(value)
     if fmt is None:
-        raise ValueError("jpeg, jpg, webp, avif or png")
+        raise ValueError("auto, jpeg, jpg, webp, avif or png")
     return fmt
 
 

@@ -7,7 +7,7 @@ at present): they fail with ``operation_unavailable`` instead of pretending to w
 from __future__ import annotations
 
 from processors.enhance import ENHANCE
-from processors.errors import OperationUnavailable, UnknownOperation
+from processors.errors import InvalidParameters, OperationUnavailable, UnknownOperation
 from processors.operation import Operation
 from processors.thumbnail import THUMBNAIL
 from processors.upscale import UPSCALE
@@ -16,6 +16,24 @@ _AVAILABLE: dict[str, Operation] = {ENHANCE.name: ENHANCE, THUMBNAIL.name: THUMB
 _PLANNED: frozenset[str] = frozenset()
 KNOWN_OPERATIONS = tuple(sorted(set(_AVAILABLE) | _PLANNED))
 AVAILABLE_OPERATIONS = tuple(sorted(_AVAILABLE))
+
+
+def describe(op: Operation) -> list[dict[str, str]]:
+    """Each parameter of ``op``: its default and what it accepts, units included.
+
+    Read from the operation itself, so it cannot drift: the defaults are the canonical
+    params of an empty request, and what a parameter accepts is what its parser says when
+    given a value no parser takes.
+    """
+    rows = []
+    for name, default in op.canonical_params(op.parse_params({})).items():
+        try:
+            op.parse_params({name: "\x00"})
+            accepts = ""
+        except InvalidParameters as exc:
+            accepts = exc.message.partition("expected ")[2]
+        rows.append({"name": name, "default": default, "accepts": accepts})
+    return rows
 
 
 def get_operation(name: str) -> Operation:

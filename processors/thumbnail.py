@@ -21,10 +21,11 @@ from PIL import Image
 
 from processors import params
 from processors.image import (
-    JPEG,
     OutputFormat,
     display_size,
     encode,
+    format_for,
+    format_name,
     load,
     open_image,
     orient,
@@ -66,7 +67,8 @@ class ThumbnailParams:
 
     sizes: tuple[Box, ...] = (Box(256, 256),)
     fit: Fit = "contain"
-    format: OutputFormat = JPEG
+    format: OutputFormat | None = None
+    """None: ``auto`` (PNG for images with transparency, else JPEG), one format for every size."""
     quality: int = 82
     strip: bool = True
     upscale: bool = False
@@ -78,7 +80,7 @@ _HEX_COLOUR = re.compile(r"[0-9a-fA-F]{6}", re.ASCII)
 
 
 def _parse_sizes(value: str) -> tuple[Box, ...]:
-    expected = f"up to {MAX_SIZES} distinct sizes N or WxH joined by '+', each side 1..{MAX_SIDE}"
+    expected = f"up to {MAX_SIZES} distinct sizes N or WxH joined by '+', each side 1..{MAX_SIDE} pixels"
     boxes: list[Box] = []
     for item in value.split("+"):
         match = _SIZE.fullmatch(item)
@@ -218,19 +220,20 @@ def _render(ctx: _Context) -> None:
     img = ctx.image
     to_decoded_x = img.width / ctx.source_size[0]
     to_decoded_y = img.height / ctx.source_size[1]
+    fmt = format_for(p.format, img)
     for box, plan in zip(p.sizes, ctx.plans, strict=True):
         left, top, right, bottom = plan.region
         region = (left * to_decoded_x, top * to_decoded_y, right * to_decoded_x, bottom * to_decoded_y)
         resized = img.resize(plan.size, Image.Resampling.LANCZOS, box=region, reducing_gap=REDUCING_GAP)
-        data = encode(resized, p.format, quality=p.quality, background=p.background, exif=ctx.exif)
+        data = encode(resized, fmt, quality=p.quality, background=p.background, exif=ctx.exif)
         ctx.renditions.append(
             Rendition(
                 name=f"thumb-{box.label}" + ("-cover" if p.fit == "cover" else ""),
                 data=data,
                 width=resized.width,
                 height=resized.height,
-                content_type=p.format.content_type,
-                extension=p.format.extension,
+                content_type=fmt.content_type,
+                extension=fmt.extension,
             )
         )
 
@@ -263,7 +266,7 @@ class Thumbnail:
         return {
             "background": bytes(params.background).hex(),
             "fit": params.fit,
-            "format": params.format.name,
+            "format": format_name(params.format),
             "quality": str(params.quality),
             "sizes": "+".join(box.label for box in params.sizes),
             "strip": str(params.strip).lower(),

@@ -51,7 +51,7 @@ class Client:
         self.store = store or ObjectStore(settings)
         self.serdes = Serdes(settings)
         self._guard = EgressGuard.from_settings(settings)
-        self._producer = make_producer(settings)
+        self._producer = make_producer(settings, settings.client_timeout_s)
 
     def submit(
         self,
@@ -120,7 +120,7 @@ class Client:
             refused = deliver(self._producer, [Record(topic, image_id, self.serdes.upload.encode(event, topic))])
         except BrokerUnavailable:
             discard_producer(self._producer)  # never retry a fenced one
-            self._producer = make_producer(self.settings)
+            self._producer = make_producer(self.settings, self.settings.client_timeout_s)
             raise
         if refused:
             raise OutputRejected(f"the broker refused the upload event: {refused[0]}")

@@ -66,6 +66,9 @@ class Settings:
     max_poll_interval_ms: int = 300_000
     batch_size: int = 8
     max_message_bytes: int = 4 * 1024 * 1024
+    # How long the CLI and the Python client wait for the broker to acknowledge a record
+    # before saying broker_unavailable (workers wait out outages instead).
+    client_timeout_s: float = 10.0
     storage_attempts: int = 5
     storage_backoff_s: float = 0.5
     # Outages (streams/runtime/worker.py): a worker whose dependency is down pauses and
@@ -86,6 +89,18 @@ class Settings:
     # Worker processes per service for `darkroom run`, e.g. "thumbnail=4,upscale=1"; services
     # not named get one (thumbnail and enhance: one per CPU).
     processes: str = ""
+    # Ingress without producer code (README, *Notifications* and *HTTP API*). The topic MinIO's
+    # notify_kafka target writes to (empty: no notifications worker) and the rules that turn
+    # its records into uploads (a JSON file path, or inline JSON).
+    notifications_topic: str = ""
+    notification_rules: str = field(default="", repr=False)  # inline rules may hold callback tokens
+    # The HTTP API (`darkroom api`; started by `darkroom run` when api_port is set).
+    api_port: int = 0
+    api_rate_per_minute: int = 600
+    api_upload_url_ttl_s: int = 900
+    # A service that cannot reach the broker or database at start waits for them (0), or
+    # gives up after this many seconds with one error line and exit 1.
+    start_timeout_s: float = 0.0
     # Static group membership: members named "<instance_id>.<service>[.<n>]", so a restarted
     # one takes its partitions back without a rebalance. Empty: dynamic membership.
     instance_id: str = ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
 from contextlib import closing
 
@@ -13,6 +14,7 @@ from processors import AVAILABLE_OPERATIONS, KNOWN_OPERATIONS
 from processors.errors import ConfigurationError, DependencyUnavailable
 from streams.config import Settings
 from streams.handlers.steps import worker_specs
+from streams.notifications.worker import notifications_spec
 from streams.runtime.processes import Child
 from streams.runtime.retry import backoff_delay
 from streams.runtime.supervisor import Service, Supervisor
@@ -25,7 +27,9 @@ from streams.wire.events import Serdes
 _log = structlog.get_logger("darkroom.services")
 SINKS = ("results", "webhooks")
 ALL = ("ingest", *AVAILABLE_OPERATIONS, *SINKS)
-NAMES = ("ingest", *KNOWN_OPERATIONS, *SINKS)
+NOTIFICATIONS = "notifications"
+"""MinIO bucket notifications → uploads; `run` starts it when DARKROOM_NOTIFICATIONS_TOPIC is set."""
+NAMES = ("ingest", *KNOWN_OPERATIONS, *SINKS, NOTIFICATIONS)
 _CPU_BOUND = ("enhance", "thumbnail")
 """Services whose default process count grows with the CPUs (half of them: the broker and
 the object store often share the machine). Upscale keeps one: its torch threads already
@@ -68,13 +72,17 @@ def children(settings: Settings, counts: dict[str, int]) -> list[Child]:
 def start_when_ready(settings: Settings, names: Sequence[str], stop: threading.Event) -> Supervisor | None:
     """Provision topics, migrate the database and build the supervisor, waiting out an
     outage instead of exiting: a worker restarted while the broker or the database is
-    down starts once they answer (None if ``stop`` is set first)."""
+    down starts once they answer (None if ``stop`` is set first). With
+    ``start_timeout_s`` the outage is raised once it has lasted that long."""
     attempt = 0
+    started = time.monotonic()
     while not stop.is_set():
         try:
             ensure_topics(settings)
             return build_supervisor(settings, names)
         except DependencyUnavailable as exc:
+            if settings.start_timeout_s and time.monotonic() - started >= settings.start_timeout_s:
+                raise
             attempt += 1
             delay = backoff_delay(attempt, settings.retry_backoff_s, settings.retry_max_backoff_s)
             _log.warning("dependency unavailable at start; waiting", error_code=exc.code, error=exc.message)
@@ -84,8 +92,10 @@ def start_when_ready(settings: Settings, names: Sequence[str], stop: threading.E
 
 def build_supervisor(settings: Settings, names: Sequence[str]) -> Supervisor:
     """A supervisor for the named services; the database is migrated before anything starts."""
-    pipeline = [n for n in names if n not in SINKS]
+    pipeline = [n for n in names if n not in SINKS and n != NOTIFICATIONS]
     specs = worker_specs(settings, pipeline)
+    if NOTIFICATIONS in names:
+        specs.append(notifications_spec(settings))
     services: list[Service] = []
     databases: list[Database] = []
     if any(n in SINKS for n in names):

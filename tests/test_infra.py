@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from streams.config import PREFIX, Settings
+from streams.config import PREFIX, Settings, load_settings
+from streams.notifications import rules
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "infra" / "docker-compose.yml"
@@ -59,3 +60,21 @@ def test_the_worker_image_installs_the_project() -> None:
     # the image runs the built wheel (schemas and migrations inside), not an editable checkout
     assert "pip wheel" in dockerfile and "pip install --no-cache-dir /dist/darkroom-" in dockerfile
     assert " -e " not in dockerfile
+
+
+def test_minio_sends_its_bucket_notifications_where_the_notifications_worker_reads() -> None:
+    services = compose()["services"]
+    worker = services["worker-notifications"]
+    assert worker["command"] == ["worker", "notifications"]
+    settings = load_settings(environ=worker["environment"])
+    assert settings.notifications_topic and rules.load(settings)  # the rules in the file are valid
+    minio = services["minio"]["environment"]
+    target = next(
+        k.removeprefix("MINIO_NOTIFY_KAFKA_ENABLE_") for k in minio if k.startswith("MINIO_NOTIFY_KAFKA_ENABLE_")
+    )
+    assert minio[f"MINIO_NOTIFY_KAFKA_ENABLE_{target}"] == "on"
+    assert minio[f"MINIO_NOTIFY_KAFKA_BROKERS_{target}"] == settings.kafka_bootstrap
+    assert minio[f"MINIO_NOTIFY_KAFKA_TOPIC_{target}"] == settings.notifications_topic
+    assert minio[f"MINIO_NOTIFY_KAFKA_QUEUE_DIR_{target}"]  # events survive a broker outage
+    subscribe = f"mc event add --ignore-existing local/{settings.bucket} arn:minio:sqs::{target}:kafka --event put"
+    assert subscribe in services["minio-init"]["command"][0]

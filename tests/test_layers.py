@@ -24,8 +24,18 @@ ALLOWED: dict[str, set[str]] = {
     "streams.sinks": _FOUNDATION | {"streams.observe", "streams.runtime", "streams.wire"},
     "streams.client": _FOUNDATION | {"streams.runtime", "streams.wire"},
     "streams.services": _FOUNDATION
-    | {"streams.observe", "streams.runtime", "streams.wire", "streams.handlers", "streams.sinks"},
+    | {
+        "streams.observe",
+        "streams.runtime",
+        "streams.wire",
+        "streams.handlers",
+        "streams.sinks",
+        "streams.notifications",
+    },
     "streams.replay": _FOUNDATION | {"streams.runtime", "streams.wire", "streams.sinks"},
+    "streams.notifications": _FOUNDATION | {"streams.observe", "streams.runtime", "streams.wire"},
+    "streams.api": _FOUNDATION
+    | {"streams.observe", "streams.runtime", "streams.wire", "streams.sinks", "streams.replay", "streams.client"},
     "streams": _FOUNDATION | {"streams.client"},
     "streams.dev": _FOUNDATION
     | {"streams.runtime", "streams.wire", "streams.handlers", "streams.client", "streams.services"},
@@ -40,6 +50,8 @@ ALLOWED: dict[str, set[str]] = {
         "streams.dev",
         "streams.replay",
         "streams.observe",
+        "streams.notifications",
+        "streams.api",
     },
 }
 """Room → the rooms it may import (besides itself). Nothing may import ``streams.cli``."""

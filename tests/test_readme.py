@@ -59,3 +59,21 @@ def test_the_metrics_table_lists_exactly_the_metrics_exported() -> None:
     start = README.index("| metric | type | labels | what |")
     table = README[start : README.index("\n\n", start)]
     assert set(re.findall(r"^\| `(darkroom_[a-z_]+)` \|", table, re.M)) == set(NAMES)
+
+
+def test_the_parameter_tables_agree_with_the_operations() -> None:
+    """Every parameter and default in the README's tables is what `darkroom operations` reads from the code."""
+    from processors import AVAILABLE_OPERATIONS, get_operation
+    from processors.registry import describe
+
+    for name in AVAILABLE_OPERATIONS:
+        start = README.index(f"`{name}` parameters")
+        table = README[README.index("| key |", start) : README.index("\n\n", README.index("| key |", start))]
+        documented = {}
+        for row in table.splitlines()[2:]:
+            keys_cell, _, default_cell = row.strip("|").split(" | ", 2)
+            keys = re.findall(r"`([a-z_]+)`", keys_cell)
+            defaults = re.findall(r"`([^`]+)`", default_cell)
+            documented.update(zip(keys, defaults, strict=True))
+        actual = {p["name"]: p["default"] for p in describe(get_operation(name))}
+        assert documented == actual, name

@@ -488,6 +488,7 @@ def pixel_identity(model: str, backend: str, weights_sha256: str) -> dict[str, s
 def planned_identity(config: UpscaleConfig, model: str, precision: Precision, *, fallback: bool) -> dict[str, str]:
     """The identity ``upscale`` will report unless a backend fails while it runs: torch when
     the weights are prepared, else (if allowed) ncnn from its wheel, else Lanczos."""
+    weights.prepare_local(config.model_dir, model)
     status = weights.status(config.model_dir, model)
     if status.present or not fallback:
         return pixel_identity(model, torch_backend_name(*torch_target(config, precision)), status.sha256)
@@ -498,6 +499,8 @@ def planned_identity(config: UpscaleConfig, model: str, precision: Precision, *,
 
 def upscale(config: UpscaleConfig, job: Job) -> Upscaled:
     """Run the job on the first backend that can, within what ``job.fallback`` allows."""
+    weights.prepare_local(config.model_dir, job.model)
+    prepared = weights.announce(config.model_dir, job.model)
     tiers: list[tuple[str, Callable[[], Upscaled]]] = [
         ("torch", lambda: _learned(config, job, lambda: _Torch(config, job.model, job.precision))),
         ("ncnn", lambda: _learned(config, job, lambda: _Ncnn(job.model))),
@@ -516,6 +519,8 @@ def upscale(config: UpscaleConfig, job: Job) -> Upscaled:
             continue
         if skipped:
             result.details["fallback"] = "; ".join(skipped)
+        if prepared:
+            result.details["prepared"] = prepared
         return result
     result = classical(job)
     result.details["fallback"] = "; ".join(skipped)

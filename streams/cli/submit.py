@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from processors.errors import ConfigurationError, InvalidParameters
+from processors.errors import ConfigurationError, FileTooLarge, InvalidParameters, LocalFileError
 from streams.cli.common import EXIT_FAILED, print_json
 from streams.config import Settings
 from streams.sinks.webhooks import parse_secrets
@@ -28,10 +28,18 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser("process", help="run one operation on a local file (no Kafka, no S3)")
+    p = sub.add_parser(
+        "process",
+        help="run one operation on a local file (no Kafka, no S3)",
+        description="Run one operation on a local file. An output file's extension (.jpg, .jpeg, .png, .webp,"
+        " .avif) picks the format; format= may repeat it but not contradict it. Several outputs (thumbnail"
+        " sizes=256+1024) go into an existing directory given as OUTPUT, or into --output-dir DIR (created),"
+        " named after each output, in the spec's format (default auto: PNG with transparency, else JPEG).",
+    )
     p.add_argument("spec", help="e.g. 'thumbnail:sizes=256,format=webp'")
     p.add_argument("input")
-    p.add_argument("output", help="file, or directory when the operation makes several outputs")
+    p.add_argument("output", nargs="?", help="output file, or an existing directory")
+    p.add_argument("--output-dir", metavar="DIR", help="write every output into DIR (created if missing)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_process)
 
@@ -78,6 +86,34 @@ def _print_row_text(row: dict[str, Any]) -> None:
         print(f"  {row['error']['error_code']}: {row['error']['message']}")
 
 
+_EXTENSIONS = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "webp": "webp", "avif": "avif"}
+"""Output file extensions ``process`` writes, and the format each names."""
+
+
+def _format_of(output: Path, given: str | None) -> str:
+    """The format an output file's extension names; its absence, an unknown one or one that
+    contradicts ``format=`` is the user's mistake, said before any work."""
+    ext = output.suffix.lstrip(".").lower()
+    fmt = _EXTENSIONS.get(ext)
+    if fmt is None:
+        known = ", ".join(f".{e}" for e in _EXTENSIONS)
+        what = f"extension .{ext}" if ext else "no extension"
+        raise InvalidParameters(
+            f"{output} has {what}; an output file needs one of {known} (or give a directory, or --output-dir)"
+        )
+    if given is not None and _EXTENSIONS.get(given, given) != fmt:
+        raise InvalidParameters(f"format={given} contradicts the output file's extension .{ext}")
+    return fmt
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        raise LocalFileError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     steps = pipelines.parse_spec(args.spec)
     if len(steps) != 1:
@@ -86,41 +122,44 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     from streams.handlers.steps import operation_for
 
     op = operation_for(settings, step["operation"])
-    output = Path(args.output)
-    fmt = output.suffix.lstrip(".").lower()
-    if "format" not in step["params"] and fmt in {"jpg", "jpeg", "png", "webp", "avif"}:
-        try:
-            op.parse_params({**step["params"], "format": fmt})
-            step["params"]["format"] = fmt
-        except InvalidParameters:
-            pass  # the operation has no format parameter
+    if (args.output is None) == (args.output_dir is None):
+        raise InvalidParameters("give an output file or directory, or --output-dir DIR (not both)")
+    directory = Path(args.output_dir) if args.output_dir else Path(args.output)
+    into_directory = args.output_dir is not None or directory.is_dir()
+    if not into_directory:
+        step["params"]["format"] = _format_of(directory, step["params"].get("format"))
     params = op.parse_params(step["params"])
     source = Path(args.input)
     if not source.is_file():
         raise InvalidParameters(f"no such file: {source}")
     if source.stat().st_size > settings.max_file_bytes:
-        from processors.errors import FileTooLarge
-
         raise FileTooLarge(f"{source} is over the {settings.max_file_bytes}-byte limit")
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise LocalFileError(f"cannot read {source}: {exc.strerror or exc}") from None
     started = time.perf_counter()
-    result = op.run(source.read_bytes(), params, settings.limits)
+    result = op.run(data, params, settings.limits)
     renditions = result.renditions
     elapsed_ms = (time.perf_counter() - started) * 1000
-    written = []
-    if len(renditions) == 1:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_bytes(renditions[0].data)
-        written.append((output, renditions[0]))
+    if not into_directory and len(renditions) > 1:
+        raise InvalidParameters(
+            f"{op.name} made {len(renditions)} outputs: give an existing directory or --output-dir DIR, not a file"
+        )
+    if into_directory:
+        written = [(directory / f"{r.name}.{r.extension}", r) for r in renditions]
     else:
-        output.mkdir(parents=True, exist_ok=True)
-        for r in renditions:
-            path = output / f"{r.name}.{r.extension}"
-            path.write_bytes(r.data)
-            written.append((path, r))
+        written = [(directory, renditions[0])]
+    for path, r in written:
+        _write(path, r.data)
     rows = [
         {"path": str(p), "width": r.width, "height": r.height, "size": len(r.data), "content_type": r.content_type}
         for p, r in written
     ]
+    if "prepared" in result.details:
+        print(f"darkroom: note: {op.name} weights {result.details['prepared']}", file=sys.stderr)
+    if "fallback" in result.details:  # the output is not what the operation would normally make: say so
+        print(f"darkroom: note: {op.name} fell back to {result.backend}: {result.details['fallback']}", file=sys.stderr)
     if args.json:
         print_json(
             {

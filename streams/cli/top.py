@@ -299,19 +299,9 @@ def probe_broker(settings: Settings) -> dict[str, list[int]]:
 
 def committed_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
     """``group``'s committed offsets by (topic, partition); partitions without one left out."""
-    from confluent_kafka import ConsumerGroupTopicPartitions
+    from streams.replay.groups import committed
 
-    from streams.replay.offsets import TIMEOUT_S
-
-    admin = _quiet_admin(settings)
-    request = ConsumerGroupTopicPartitions(group)
-    answer = admin.list_consumer_group_offsets([request], request_timeout=TIMEOUT_S)[group].result(TIMEOUT_S)
-    for tp in answer.topic_partitions:
-        if tp.error is not None:
-            raise BrokerUnavailable(
-                f"cannot read group {group}'s offset of {tp.topic} [{tp.partition}]: {tp.error.str()}"
-            )
-    return {(tp.topic, tp.partition): tp.offset for tp in answer.topic_partitions if tp.offset >= 0}
+    return committed(_quiet_admin(settings), group)
 
 
 @dataclass

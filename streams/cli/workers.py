@@ -35,7 +35,7 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("worker", help="run one service (ingest, an operation, results, webhooks) until SIGTERM")
-    p.add_argument("operation", choices=["ingest", *KNOWN_OPERATIONS, "results", "webhooks"])
+    p.add_argument("operation", choices=["ingest", *KNOWN_OPERATIONS, "results", "webhooks", "notifications"])
     p.set_defaults(func=cmd_worker)
 
 
@@ -70,11 +70,17 @@ def _run_workers(settings: Settings, names: Sequence[str]) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.services import ALL, children, process_counts
+    from streams.services import ALL, NOTIFICATIONS, children, process_counts
 
-    counts = process_counts(args.processes if args.processes is not None else settings.processes, ALL)
-    if all(count <= 1 for count in counts.values()):
-        return _run_workers(settings, [name for name in ALL if counts[name]])
+    if settings.api_port:  # the HTTP API on a thread of this process (README, *HTTP API*)
+        from streams.cli.api import serve_in_background
+
+        serve_in_background(settings)
+    names = (*ALL, NOTIFICATIONS) if settings.notifications_topic else ALL
+    spec = args.processes if args.processes is not None else settings.processes
+    counts = process_counts(spec, names)
+    if not spec and all(count <= 1 for count in counts.values()):  # one process of threads, as before
+        return _run_workers(settings, [name for name in names if counts[name]])
     from streams.runtime.processes import ProcessSupervisor, use_multiprocess_metrics
 
     directory = settings.home / "run" / f"metrics-{os.getpid()}"

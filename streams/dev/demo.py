@@ -9,14 +9,17 @@ terminal shows only the progress and the result.
 from __future__ import annotations
 
 import gc
+import io
 import json
 import time
 from typing import Any
 
+from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
 from processors import AVAILABLE_OPERATIONS
+from processors.image import has_transparency
 from streams.client import Client, summarize
 from streams.config import Settings
 from streams.dev.progress import wait_with_progress
@@ -49,6 +52,11 @@ def run_demo(settings: Settings, *, as_json: bool, keep_stack: bool, timeout_s: 
             subs = [client.submit(s.data, s.filename, PIPELINE, content_type=s.content_type) for s in samples]
             names = {sub.image_id: sample.filename for sub, sample in zip(subs, samples, strict=True)}
             finals = wait_with_progress(client, subs, names, timeout_s=timeout_s, show=not as_json)
+            alpha = {
+                o["key"]: _transparent(client.store.get(o["bucket"], o["key"]))
+                for final in finals.values()
+                for o in final.event.get("outputs", [])
+            }
     finally:
         if supervisor is not None:
             supervisor.stop.set()
@@ -65,6 +73,8 @@ def run_demo(settings: Settings, *, as_json: bool, keep_stack: bool, timeout_s: 
         row["source"] = sample.filename
         row["source_size"] = len(sample.data)
         row["pipeline"] = PIPELINE
+        for output in row.get("outputs", []):
+            output["alpha"] = alpha.get(output["key"], False)
         rows.append(row)
     ok = all(r["status"] == "completed" for r in rows)
     elapsed = time.perf_counter() - started
@@ -73,6 +83,12 @@ def run_demo(settings: Settings, *, as_json: bool, keep_stack: bool, timeout_s: 
     else:
         _print_summary(rows, elapsed, log_path)
     return 0 if ok else 1
+
+
+def _transparent(data: bytes) -> bool:
+    """Whether an output kept transparency (``format=auto`` keeps it through the chain)."""
+    with Image.open(io.BytesIO(data)) as img:
+        return has_transparency(img.convert("RGBA") if "A" in img.getbands() else img)
 
 
 def _print_summary(rows: list[dict[str, Any]], elapsed: float, log_path: Any) -> None:
@@ -86,6 +102,7 @@ def _print_summary(rows: list[dict[str, Any]], elapsed: float, log_path: Any) ->
         else:
             outputs = "\n".join(
                 f"{o['name']}: {o['width']}×{o['height']} {o['content_type']} {o['size'] / 1024:.1f} KiB"
+                + (" (alpha)" if o.get("alpha") else "")
                 for o in r.get("outputs", [])
             )
         steps = "\n".join(f"{t['operation']} ({t['backend']}): {t['duration_ms']:.0f} ms" for t in r.get("timings", []))

@@ -56,7 +56,7 @@ def _describe(admin: AdminClient, group: str) -> ConsumerGroupDescription:
     return description
 
 
-def _committed(
+def committed(
     admin: AdminClient, group: str, partitions: Sequence[TopicPartition] | None = None
 ) -> dict[tuple[str, int], int]:
     """The group's committed offsets by (topic, partition); partitions without one are left out."""
@@ -95,7 +95,7 @@ def list_groups(settings: Settings) -> list[dict[str, Any]]:
                     "group": group,
                     "state": _state_name(description.state),
                     "members": len(description.members),
-                    "topics": sorted({topic for topic, _ in _committed(admin, group)}),
+                    "topics": sorted({topic for topic, _ in committed(admin, group)}),
                 }
             )
     return rows
@@ -178,10 +178,10 @@ def plan_reset(
     at = datetime.now(UTC) - by_duration if by_duration is not None else to_datetime
     admin = _admin(settings)
     with broker_errors(f"cannot read group {group}'s offsets"):
-        committed = _committed(admin, group)
+        positions = committed(admin, group)
     plan = []
-    for t, partitions in _targets(admin, group, topic, committed).items():
-        current = {p: committed.get((t, p)) for p in partitions}
+    for t, partitions in _targets(admin, group, topic, positions).items():
+        current = {p: positions.get((t, p)) for p in partitions}
         earliest = earliest_offsets(settings, t, partitions)
         ends = end_offsets(settings, t, partitions)
         wanted = _wanted(settings, t, current, ends, at=at, to_earliest=to_earliest, shift_by=shift_by)
@@ -230,7 +230,7 @@ def execute_reset(settings: Settings, group: str, plan: Sequence[PlanRow]) -> No
         for tp in answer.topic_partitions:
             if tp.error is not None:
                 raise _refused(group, tp.error, f"{tp.topic} [{tp.partition}]")
-        back = _committed(admin, group, [TopicPartition(r.topic, r.partition) for r in plan])
+        back = committed(admin, group, [TopicPartition(r.topic, r.partition) for r in plan])
     differ = [
         f"{r.topic} [{r.partition}] is {back.get((r.topic, r.partition))}, planned {r.new}"
         for r in plan

@@ -147,7 +147,7 @@ def run(
     """
     topic = settings.topic(UPLOADED)
     serde = Serdes(settings).upload
-    producer = make_producer(settings)
+    producer = make_producer(settings, settings.client_timeout_s)
     started, first = time.monotonic(), state.emitted
     save(settings, state)
     while not state.done and not (stop is not None and stop.is_set()):

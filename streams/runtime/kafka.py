@@ -85,14 +85,15 @@ def make_admin(settings: Settings) -> AdminClient:
     return AdminClient(client_config(settings))
 
 
-def make_producer(settings: Settings) -> Producer:
+def make_producer(settings: Settings, delivery_timeout_s: float = 30.0) -> Producer:
+    """``delivery_timeout_s``: how long a record may wait for the broker before its delivery fails."""
     return Producer(
         {
             **client_config(settings),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
-            "delivery.timeout.ms": 30_000,
+            "delivery.timeout.ms": int(delivery_timeout_s * 1000),
             "message.max.bytes": settings.max_message_bytes,
         }
     )

@@ -150,3 +150,9 @@ class ObjectStore:
     def presigned_get(self, bucket: str, key: str, expires: timedelta = timedelta(hours=1)) -> str:
         with _translated(bucket, key):
             return self._client.presigned_get_object(bucket, key, expires=expires)
+
+    def presigned_put(self, bucket: str, key: str, expires: timedelta) -> str:
+        """A URL that lets its holder PUT one object (the HTTP API's uploads). Computed
+        locally: the region is configured, so nothing is asked of the server."""
+        with _translated(bucket, key):
+            return self._client.presigned_put_object(bucket, key, expires=expires)

@@ -30,13 +30,15 @@ def all_topics(settings: Settings) -> list[str]:
 
 
 def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> None:
-    """Create every darkroom topic that does not exist yet (idempotent)."""
+    """Create every darkroom topic that does not exist yet (idempotent), and the topic MinIO
+    writes notifications to when one is configured (named as given: MinIO names it too)."""
     admin = make_admin(settings)
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
         raise BrokerUnavailable(f"cannot reach Kafka at {settings.bootstrap_servers()}: {exc}") from None
-    missing = [t for t in all_topics(settings) if t not in existing]
+    wanted = [*all_topics(settings), *([settings.notifications_topic] if settings.notifications_topic else [])]
+    missing = [t for t in wanted if t not in existing]
     if not missing:
         return
     futures = admin.create_topics(

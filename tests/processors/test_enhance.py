@@ -84,7 +84,7 @@ def test_defaults_and_canonical_form() -> None:
         "contrast": "auto",
         "denoise": "auto",
         "exposure": "auto",
-        "format": "jpeg",
+        "format": "auto",
         "quality": "90",
         "saturation": "auto",
         "sharpen": "auto",

@@ -45,7 +45,7 @@ def test_defaults_and_canonical_form() -> None:
     assert THUMBNAIL.canonical_params(params) == {
         "background": "ffffff",
         "fit": "contain",
-        "format": "jpeg",
+        "format": "auto",
         "quality": "82",
         "sizes": "256",
         "strip": "true",
@@ -283,12 +283,12 @@ def test_alpha_kept_in_webp_and_avif(fmt: str) -> None:
 
 
 def test_jpeg_flattens_transparency_onto_the_background() -> None:
-    (out,) = thumbnails(palette_with_transparency(), sizes="20", background="ff0000")
+    (out,) = thumbnails(palette_with_transparency(), sizes="20", background="ff0000", format="jpeg")
     thumb = reopen(out)
     assert thumb.mode == "RGB"
     assert_close(pixel(thumb, 2, 10), RED)
     assert_close(pixel(thumb, 17, 10), BLUE)
-    (white,) = thumbnails(palette_with_transparency(), sizes="20")
+    (white,) = thumbnails(palette_with_transparency(), sizes="20", format="jpeg")
     assert_close(pixel(reopen(white), 2, 10), (255, 255, 255))
 
 
@@ -366,3 +366,14 @@ def test_bad_inputs_fail_with_their_codes() -> None:
             thumbnails(data, limits)
         assert caught.value.code == error.code
         assert not caught.value.retryable
+
+
+def test_format_auto_keeps_transparency_as_png_and_writes_opaque_images_as_jpeg() -> None:
+    (kept,) = thumbnails(palette_with_transparency(), sizes="20")
+    assert (kept.content_type, kept.extension) == ("image/png", "png")
+    assert reopen(kept).mode == "RGBA" and pixel(reopen(kept), 2, 10)[3] == 0
+    opaque_rgba = Image.new("RGBA", (40, 30), (10, 200, 30, 255))  # an alpha channel, every pixel opaque
+    for source in (save(noisy(300, 200), "PNG"), save(opaque_rgba, "PNG")):
+        (out,) = thumbnails(source, sizes="20")
+        assert (out.content_type, out.extension) == ("image/jpeg", "jpg")
+        assert reopen(out).format == "JPEG"

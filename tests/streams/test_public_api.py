@@ -29,6 +29,7 @@ def test_the_exported_names_are_exactly_these() -> None:
         "InvalidWebhookSecret",
         "InvalidWebhookUrl",
         "LimitExceeded",
+        "LocalFileError",
         "ModelUnavailable",
         "NotAnImage",
         "ObjectMissing",

@@ -32,7 +32,15 @@ def test_starting_while_the_broker_is_unreachable_waits_instead_of_failing() -> 
 def test_process_counts_default_from_the_cpus_and_take_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(services, "cpus", lambda: 16)
     counts = services.process_counts("thumbnail=4,webhooks=0", services.NAMES)
-    assert counts == {"ingest": 1, "enhance": 8, "upscale": 1, "thumbnail": 4, "results": 1, "webhooks": 0}
+    assert counts == {
+        "ingest": 1,
+        "enhance": 8,
+        "upscale": 1,
+        "thumbnail": 4,
+        "results": 1,
+        "webhooks": 0,
+        "notifications": 1,
+    }
     monkeypatch.setattr(services, "cpus", lambda: 2)
     assert services.process_counts("", services.NAMES)["thumbnail"] == 1  # two cores: threads in one process
     for bad in ("thumbnail", "thumbnail=-1", "sharpen=2", "thumbnail=two"):

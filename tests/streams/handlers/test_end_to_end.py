@@ -15,7 +15,7 @@ from PIL import Image
 from streams.client import Client
 from streams.config import Settings
 from streams.dev.samples import photo_jpeg
-from streams.handlers.steps import OperationStep
+from streams.handlers.steps import OperationStep, worker_specs
 from streams.runtime.storage import ObjectStore
 from streams.runtime.supervisor import Supervisor
 from streams.runtime.topics import DEAD_LETTER, FAILED, UPLOADED
@@ -147,3 +147,30 @@ def test_a_redelivered_step_reuses_finished_outputs(settings: Settings, store: O
     assert first["outputs"] == second["outputs"]
     assert [t["reused"] for t in first["timings"]] == [False]
     assert [t["reused"] for t in second["timings"]] == [True]
+
+
+def test_a_chain_of_default_steps_keeps_alpha(settings: Settings, store: ObjectStore) -> None:
+    """``enhance,thumbnail`` on an RGBA PNG, every format left at ``auto``: each step's
+    output is a PNG that still has its transparent pixels (before, both were opaque JPEGs)."""
+    img = Image.new("RGBA", (300, 200), (0, 0, 0, 0))
+    img.paste((200, 40, 40, 255), (50, 50, 250, 150))
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    supervisor = Supervisor(settings, worker_specs(settings, ["ingest", "enhance", "thumbnail"]))
+    supervisor.start()
+    try:
+        client = Client(settings, store)
+        sub = client.submit(buffer.getvalue(), "logo.png", "enhance,thumbnail:sizes=128")
+        final = client.wait([sub], timeout_s=120)[sub.image_id]
+    finally:
+        supervisor.stop.set()
+        supervisor.join(30)
+    assert final.status == "completed", final.event
+    assert [(o["operation"], o["content_type"]) for o in final.event["outputs"]] == [
+        ("enhance", "image/png"),
+        ("thumbnail", "image/png"),
+    ]
+    for o in final.event["outputs"]:
+        with Image.open(io.BytesIO(store.get(o["bucket"], o["key"]))) as out:
+            assert out.mode == "RGBA"
+            assert out.getpixel((0, 0))[3] == 0 and out.getpixel((out.width // 2, out.height // 2))[3] == 255

@@ -1,0 +1,1 @@
+"""The HTTP API (`darkroom api`): images, reprocessing, operations, per-tenant keys."""

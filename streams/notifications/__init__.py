@@ -1,0 +1,1 @@
+"""MinIO / S3 bucket notifications turned into upload events."""

@@ -1,0 +1,107 @@
+"""``darkroom worker notifications``: MinIO bucket notifications in, upload events out.
+
+Each notification record is decoded (``minio.decode``; anything else is dead-lettered by
+the loop) and each of its object events handled on its own:
+
+- an event that writes no new bytes (a removal, tagging, an access…) starts nothing;
+- nor does an object under ``DARKROOM_OUTPUT_PREFIX``: darkroom's own outputs land in the
+  watched bucket, and must not start work on themselves (no loops);
+- an object no rule takes is logged and skipped;
+- any other becomes an upload event on ``images.uploaded``, which ingest checks as it
+  checks every upload (an oversized object fails there with ``file_too_large``).
+
+Ids make duplicates harmless. The image id is a hash of bucket and key, so an overwritten
+object is a new upload of the same image; the event id is derived from bucket, key, eTag and
+sequencer, and ``submitted_at`` is the event's time, so a notification MinIO delivers twice
+(it replays its queue after reconnecting) yields the same upload event, byte for byte, and
+the pipeline's idempotency turns it into one result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from processors.errors import ConfigurationError
+from streams.config import PREFIX, Settings
+from streams.notifications import minio, rules
+from streams.runtime.kafka import Record
+from streams.runtime.topics import UPLOADED
+from streams.runtime.worker import Event, WorkerSpec
+from streams.wire.events import Serdes, derived_id
+
+
+def image_id(bucket: str, key: str) -> str:
+    """The image an object is: the same for every version of it, a valid image id for any key."""
+    return "obj-" + hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:32]
+
+
+def event_id(obj: minio.ObjectEvent) -> str:
+    """One id per version of the object's content: the same when its notification comes again."""
+    return derived_id("notification", json.dumps([obj.bucket, obj.key, obj.etag, obj.sequencer]))
+
+
+def upload(obj: minio.ObjectEvent, rule: rules.Rule) -> Event:
+    """The upload event of a stored object, as ``rule`` says."""
+    return {
+        "event_id": event_id(obj),
+        "image_id": image_id(obj.bucket, obj.key),
+        "bucket": obj.bucket,
+        "key": obj.key,
+        "pipeline": list(rule.steps),
+        "preset": rule.preset,
+        "callback_url": rule.callback_url,
+        "tenant": rule.tenant,
+        "idempotency_key": None,
+        "submitted_at": obj.time,
+    }
+
+
+def decode(value: bytes | None, _topic: str) -> Event:
+    return {"objects": minio.decode(value)}
+
+
+class Notifications:
+    """The handler: one notification record → the upload events its objects make."""
+
+    def __init__(self, settings: Settings, ruleset: Sequence[rules.Rule], serdes: Serdes) -> None:
+        self.settings = settings
+        self.rules = tuple(ruleset)
+        self.serdes = serdes
+        self.topic = settings.topic(UPLOADED)
+        self.outputs = settings.output_prefix.strip("/") + "/"
+
+    def __call__(self, event: Event, log: Any) -> list[Record]:
+        records = []
+        for obj in event["objects"]:
+            about = log.bind(notification=obj.name, bucket=obj.bucket, key=obj.key)
+            if not obj.writes_content:
+                about.debug("notification ignored: no new content")
+                continue
+            if obj.key.startswith(self.outputs):
+                about.debug("notification ignored: darkroom's own output")
+                continue
+            rule = rules.match(self.rules, obj.bucket, obj.key)
+            if rule is None:
+                about.info("notification ignored: no rule matches")
+                continue
+            made = upload(obj, rule)
+            about.info("upload made from notification", image_id=made["image_id"], event_id=made["event_id"])
+            records.append(Record(self.topic, made["image_id"], self.serdes.upload.encode(made, self.topic)))
+        return records
+
+
+def notifications_spec(settings: Settings, serdes: Serdes | None = None) -> WorkerSpec:
+    """The notifications worker; its rules are loaded and checked here (``ConfigurationError``)."""
+    if not settings.notifications_topic:
+        raise ConfigurationError(f"{PREFIX}NOTIFICATIONS_TOPIC is not set: no topic to read notifications from")
+    handler = Notifications(settings, rules.load(settings), serdes or Serdes(settings))
+    return WorkerSpec(
+        name="notifications",
+        group_id=settings.topic("darkroom.notifications"),
+        topics=(settings.notifications_topic,),
+        decode=decode,
+        handle=handler,
+    )
