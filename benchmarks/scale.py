@@ -13,8 +13,8 @@ image ids, so no run reuses another's stored outputs) and is judged ready when t
 supervisor's ``/readyz`` answers 200 (every child joined its group). It then warms up:
 two images per thumbnail process go through first, not timed, so process start-up,
 imports and the first fetch do not weigh on the figure (an image's id picks its
-partition, so a warm-up image may miss a process). The measured images are uploaded to the object store
-before the clock starts, as in ``benchmarks/pipeline.py``: the figure is the pipeline's,
+partition, so a warm-up image may miss a process). The measured images are uploaded to
+the object store before the clock starts, as in ``benchmarks/pipeline.py``: the figure is the pipeline's,
 not the uploading client's, which would otherwise compete for the same two cores. Then
 every upload event is emitted at once and the clock runs from the first emit to the last
 completion event seen. Latency is completed_at − submitted_at of each image's
@@ -27,9 +27,9 @@ over the rounds of each side (three by default: the median of two is their mean,
 slow round moves it), and ``ratio`` divides the two medians; the per-round figures and
 ratios are printed too. Latency percentiles are over every image of a side's rounds.
 
-With one process per service ``darkroom run`` runs ingest and the thumbnail worker as
-threads of one process (no supervisor); with two thumbnail processes the supervisor runs
-ingest and each thumbnail worker as ``darkroom worker`` children. Each side's
+``--processes`` is given on both sides, so both run under the supervisor, ingest and each
+thumbnail worker as ``darkroom worker`` children: the sides differ only in the number of
+thumbnail processes. Each side's
 ``thumbnail_loops`` lists what ``/readyz`` reported for its thumbnail workers (pid,
 partitions), and ``consumed`` is ``darkroom_records_consumed_total`` of the thumbnail
 group from ``/metrics`` at the end of each run (warm-up + measured images expected).

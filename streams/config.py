@@ -101,8 +101,9 @@ class Settings:
     # A service that cannot reach the broker or database at start waits for them (0), or
     # gives up after this many seconds with one error line and exit 1.
     start_timeout_s: float = 0.0
-    # Static group membership: members named "<instance_id>.<service>[.<n>]", so a restarted
-    # one takes its partitions back without a rebalance. Empty: dynamic membership.
+    # Static group membership: members named "<instance_id>.<service>" ("<instance_id>.<n>.<service>"
+    # for the children of `run --processes`), so a restarted one takes its partitions back
+    # without a rebalance. Empty: dynamic membership.
     instance_id: str = ""
     log_level: str = "info"
     # Webhooks (streams/sinks/webhooks.py). The schedule is the delay in seconds before each

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -46,7 +47,7 @@ def process_counts(spec: str, names: Sequence[str]) -> dict[str, int]:
     counts = {name: max(1, cpus() // 2) if name in _CPU_BOUND else 1 for name in names}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, sep, count = item.partition("=")
-        if not sep or name.strip() not in names or not count.strip().isdigit():
+        if not sep or name.strip() not in names or not re.fullmatch(r"[0-9]{1,4}", count.strip()):
             raise ConfigurationError(
                 f"invalid process counts {spec!r}: expected NAME=COUNT,… with NAME one of {', '.join(names)}"
             )
@@ -77,8 +78,9 @@ def start_when_ready(settings: Settings, names: Sequence[str], stop: threading.E
     attempt = 0
     started = time.monotonic()
     while not stop.is_set():
+        left = settings.start_timeout_s - (time.monotonic() - started)
         try:
-            ensure_topics(settings)
+            ensure_topics(settings, timeout_s=max(1.0, min(15.0, left)) if settings.start_timeout_s else 15.0)
             return build_supervisor(settings, names)
         except DependencyUnavailable as exc:
             if settings.start_timeout_s and time.monotonic() - started >= settings.start_timeout_s:

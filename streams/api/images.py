@@ -20,9 +20,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
-from processors import AVAILABLE_OPERATIONS, get_operation
 from processors.errors import (
     BrokerUnavailable,
     FileTooLarge,
@@ -31,13 +31,13 @@ from processors.errors import (
     ObjectMissing,
     OutputRejected,
 )
-from processors.registry import describe
 from streams.api.problems import ApiProblem
 from streams.client import Client
 from streams.config import Settings, mask_url
 from streams.replay.replay import ReplayOptions, replayed
 from streams.runtime.egress import EgressGuard
 from streams.runtime.kafka import Record, deliver, discard_producer, make_producer
+from streams.runtime.retry import retry
 from streams.runtime.storage import ObjectStore
 from streams.runtime.topics import UPLOADED
 from streams.sinks.database import Database, Row, now_ms
@@ -143,20 +143,24 @@ class Images:
         return self._own(tenant, image_id)
 
     def submit(self, tenant: str, order: Order, image_id: str, data: bytes, filename: str | None, ctype: str) -> Row:
-        """Store the bytes and emit the upload event at once (the direct upload)."""
+        """Store the bytes and emit the upload event at once (the direct upload). The image
+        is recorded first: an outage after that leaves a ``pending`` image its owner can see
+        and ``start``, never one processed that ``GET`` does not know."""
         if len(data) > self.settings.max_file_bytes:
             raise FileTooLarge(f"the body is over the {self.settings.max_file_bytes}-byte limit")
-        sub = self.client.submit(
-            data,
-            safe_filename(filename),
+        key = _object_key(image_id, filename)
+        self._insert(tenant, image_id, key, order, upload_expires_at=None)
+        s = self.settings
+        put = partial(self.store.put, s.bucket, key, data, content_type=ctype)
+        retry(put, attempts=s.storage_attempts, backoff_s=s.storage_backoff_s, what="upload")
+        sub = self.client.emit(
+            key,
             order.steps,
             image_id=image_id,
-            content_type=ctype,
             callback_url=order.callback_url,
             tenant=tenant,
             idempotency_key=f"api/{image_id}",
         )
-        self._insert(tenant, image_id, sub.key, order, upload_expires_at=None)
         self._started(image_id, sub.event_id)
         return self._own(tenant, image_id)
 
@@ -169,10 +173,7 @@ class Images:
         row = self._own(tenant, image_id)
         first = row["first_event_id"]
         if first is None:
-            result = self._result(row)  # started outside the API (a bucket notification)
-            if result is None:
-                raise ApiProblem("not_started", f"image {image_id} was never started: nothing to reprocess")
-            first = result["upload_event_id"]
+            raise ApiProblem("not_started", f"image {image_id} was never started: nothing to reprocess")
         steps = None if pipeline is None else self.order(pipeline, None, None).steps
         original: Event = {
             "event_id": first,
@@ -259,15 +260,7 @@ class Images:
 
     def operations(self) -> dict[str, Any]:
         """What ``darkroom operations`` lists: each parameter's default and what it accepts, and the presets."""
-        ops = [
-            {"name": name, "version": get_operation(name).version, "parameters": describe(get_operation(name))}
-            for name in AVAILABLE_OPERATIONS
-        ]
-        presets = [
-            {"name": name, "spec": spec, "steps": pipelines.parse_spec(spec)}
-            for name, spec in pipelines.PRESETS.items()
-        ]
-        return {"operations": ops, "presets": presets}
+        return pipelines.catalog()
 
     def models(self) -> dict[str, Any]:
         """The upscale models as ``darkroom models list`` shows them (no paths: they are the server's business)."""
@@ -359,5 +352,5 @@ def safe_filename(filename: str | None) -> str:
 
 
 def _object_key(image_id: str, filename: str | None) -> str:
-    """Where an image's upload goes: as ``Client.submit`` puts it, ``uploads/<image id>/<filename>``."""
+    """Where an image's upload goes: ``uploads/<image id>/<filename>``, beside ``Client.submit``'s."""
     return f"uploads/{image_id}/{safe_filename(filename)}"

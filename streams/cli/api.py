@@ -34,10 +34,24 @@ def add_parsers(sub: Any) -> None:
 
 def _server(settings: Settings, host: str, port: int) -> tuple[uvicorn.Server, socket.socket]:
     """The server and its socket, bound here so that a port in use is a one-line error."""
+    sock = _bind(host, port)
+    try:
+        return _app_server(settings), sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _app_server(settings: Settings) -> uvicorn.Server:
     import uvicorn
 
     from streams.api.app import create_app
 
+    config = uvicorn.Config(create_app(settings), log_config=None, access_log=False, server_header=False)
+    return uvicorn.Server(config)
+
+
+def _bind(host: str, port: int) -> socket.socket:
     if not 0 < port < 65536:
         raise ConfigurationError("the HTTP API needs a port: set DARKROOM_API_PORT or pass --port")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -50,8 +64,7 @@ def _server(settings: Settings, host: str, port: int) -> tuple[uvicorn.Server, s
     except OSError as exc:
         sock.close()
         raise ConfigurationError(f"the HTTP API cannot listen on {host}:{port}: {exc.strerror}") from None
-    config = uvicorn.Config(create_app(settings), log_config=None, access_log=False, server_header=False)
-    return uvicorn.Server(config), sock
+    return sock
 
 
 def _start(server: uvicorn.Server, sock: socket.socket) -> threading.Thread:
@@ -62,20 +75,45 @@ def _start(server: uvicorn.Server, sock: socket.socket) -> threading.Thread:
     return thread
 
 
-def serve_in_background(settings: Settings) -> uvicorn.Server:
-    """``darkroom run``'s API: a thread of the running process, stopped (gracefully) at exit."""
+def serve_in_background(settings: Settings) -> None:
+    """``darkroom run``'s API: a thread of the running process, stopped (gracefully) at exit.
+    The port is taken at once (in use: one error line); the app waits, as the workers do,
+    for a database that does not answer yet."""
     import structlog
 
-    server, sock = _server(settings, "0.0.0.0", settings.api_port)
-    thread = _start(server, sock)
+    from processors.errors import DependencyUnavailable
+    from streams.runtime.retry import backoff_delay
 
-    def stop() -> None:
-        server.should_exit = True
+    log = structlog.get_logger("darkroom.api")
+    sock = _bind("0.0.0.0", settings.api_port)
+    stopping = threading.Event()
+    servers: list[uvicorn.Server] = []
+
+    def serve() -> None:
+        attempt = 0
+        while not stopping.is_set():
+            try:
+                servers.append(_app_server(settings))
+                break
+            except DependencyUnavailable as exc:
+                attempt += 1
+                log.warning("HTTP API waiting for a dependency", error_code=exc.code, error=exc.message)
+                stopping.wait(backoff_delay(attempt, settings.retry_backoff_s, settings.retry_max_backoff_s))
+        else:
+            return
+        log.info("HTTP API listening", port=settings.api_port)
+        servers[0].run(sockets=[sock])
+
+    thread = threading.Thread(target=serve, name="api", daemon=True)
+
+    def stop() -> None:  # finish the requests in hand
+        stopping.set()
+        for server in servers:
+            server.should_exit = True
         thread.join(10)
 
     atexit.register(stop)
-    structlog.get_logger("darkroom.api").info("HTTP API listening", port=settings.api_port)
-    return server
+    thread.start()
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:

@@ -17,23 +17,10 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_operations)
 
 
-def catalog(settings: Settings) -> dict[str, Any]:
-    """What a pipeline spec may say, read from the operations themselves."""
-    from processors import AVAILABLE_OPERATIONS
-    from processors.registry import describe
-    from streams.handlers.steps import operation_for
-    from streams.wire.pipeline import PRESETS
-
-    return {
-        "operations": [
-            {"name": name, "parameters": describe(operation_for(settings, name))} for name in AVAILABLE_OPERATIONS
-        ],
-        "presets": [{"name": name, "spec": spec} for name, spec in PRESETS.items()],
-    }
-
-
 def cmd_operations(args: argparse.Namespace, settings: Settings) -> int:
-    found = catalog(settings)
+    from streams.wire.pipeline import catalog
+
+    found = catalog()
     if args.json:
         print_json(found)
         return 0

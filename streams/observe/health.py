@@ -44,9 +44,12 @@ class LoopState:
     def progressed(self) -> None:
         self.beat = self.progress = time.monotonic()
 
-    def assigned(self, partitions: int) -> None:
+    def assigned(self, partitions: int, *, busy: bool) -> None:
+        """An assignment arrived. Unless a batch is in hand (whose hang must not be hidden
+        by the rebalances it causes), it starts the no-progress clock afresh."""
         self.joined, self.partitions = True, partitions
-        self.progress = time.monotonic()  # a new assignment starts its own clock
+        if not busy:
+            self.progress = time.monotonic()
 
     def view(self, stuck_after_s: float, now: float) -> dict[str, Any]:
         """This loop as the endpoints show it, with its verdicts."""
@@ -127,6 +130,10 @@ def read_snapshots(directory: Path, pids: set[int], stale_after_s: float) -> lis
                 {"name": f"process {pid}", "healthy": snap is None, "ready": False, "problems": [problem], "pid": pid}
             )
             continue
+        if not snap["loops"]:  # still starting (waiting for the broker or the database)
+            loops.append(
+                {"name": f"process {pid}", "healthy": True, "ready": False, "problems": ["starting"], "pid": pid}
+            )
         loops.extend({**loop, "pid": pid} for loop in snap["loops"])
     return loops
 

@@ -17,6 +17,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import make_wsgi_app
 
+from processors.errors import ConfigurationError
 from streams.observe import metrics
 from streams.observe.health import HEALTH, verdict
 
@@ -56,12 +57,15 @@ def app(loops: Loops) -> Callable[..., Iterable[bytes]]:
 
 def start(port: int, stuck_after_s: float, loops: Loops | None = None, host: str = "0.0.0.0") -> WSGIServer:
     """Serve on ``port`` (0: any free port, see ``server_port``) until the process ends."""
-    server = make_server(
-        host,
-        port,
-        app(loops or (lambda: HEALTH.snapshot(stuck_after_s))),
-        server_class=_Server,
-        handler_class=_Quiet,
-    )
+    try:
+        server = make_server(
+            host,
+            port,
+            app(loops or (lambda: HEALTH.snapshot(stuck_after_s))),
+            server_class=_Server,
+            handler_class=_Quiet,
+        )
+    except OSError as exc:  # in use, or not ours to take: the operator's to fix, in one line
+        raise ConfigurationError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
     threading.Thread(target=server.serve_forever, name="metrics-endpoint", daemon=True).start()
     return server

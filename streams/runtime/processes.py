@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import structlog
 from prometheus_client import multiprocess, values
@@ -86,9 +87,19 @@ class ProcessSupervisor:
     def pids(self) -> set[int]:
         return {slot.proc.pid for slot in self.slots if slot.proc is not None and slot.proc.poll() is None}
 
+    def loops(self, stale_after_s: float) -> list[dict[str, Any]]:
+        """Every child's loops; a child waiting to be restarted counts as not ready."""
+        found = read_snapshots(self.metrics_dir, self.pids(), stale_after_s)
+        found += [
+            {"name": slot.child.name, "healthy": True, "ready": False, "problems": ["exited; restarting"]}
+            for slot in self.slots
+            if slot.proc is None and not self.stop.is_set()
+        ]
+        return found
+
     def serve(self, port: int, stuck_after_s: float) -> None:
         stale_after_s = max(10.0, 3 * SNAPSHOT_EVERY_S)
-        server.start(port, stuck_after_s, lambda: read_snapshots(self.metrics_dir, self.pids(), stale_after_s))
+        server.start(port, stuck_after_s, lambda: self.loops(stale_after_s))
 
     def _start(self, slot: _Slot) -> None:
         slot.proc = subprocess.Popen(

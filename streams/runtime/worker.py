@@ -196,6 +196,8 @@ class Worker:
         """Per assigned partition: the next offset to read after the group's committed position."""
         self._observed = 0.0
         self._paused_on: set[str] = set()
+        self._busy = False
+        """A batch is in hand (between taking it and committing it)."""
 
     def run(self, stop: threading.Event) -> None:
         """Process records until ``stop`` is set; the batch in hand is always finished."""
@@ -219,6 +221,7 @@ class Worker:
                 if not batch:
                     continue
                 metrics.IN_FLIGHT.labels(self.spec.name).set(len(batch))
+                self._busy = True
                 outcome = self._in_group(consumer, busy, batch)
                 try:
                     self._deliver(producer, outcome.done)
@@ -236,6 +239,7 @@ class Worker:
                 producer_failures = 0
                 self._produced(outcome.done)
                 self._commit(consumer, [d.msg for d in outcome.done])
+                self._busy = False
                 metrics.IN_FLIGHT.labels(self.spec.name).set(len(outcome.rest))
                 if outcome.outage is not None:
                     self._wait_out(consumer, outcome.rest, outcome.outage)
@@ -264,7 +268,7 @@ class Worker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """The group answered: the worker has joined (its share may be empty)."""
-        self.health.assigned(len(consumer.assignment()) + len(partitions))
+        self.health.assigned(len(consumer.assignment()) + len(partitions), busy=self._busy)
 
     # -- reporting ------------------------------------------------------------------
     def _observe(self, consumer: Consumer) -> None:
@@ -581,15 +585,24 @@ class Worker:
         if not done:
             return
         positions = _positions(done, first=False)
-        try:
-            consumer.commit(offsets=positions, asynchronous=False)
+        for attempt in (1, 2):
+            try:
+                consumer.commit(offsets=positions, asynchronous=False)
+            except KafkaException as exc:  # e.g. some partitions were revoked in a rebalance
+                # Records of revoked partitions are redelivered to their new owner (handlers
+                # are idempotent: duplicates, never a loss). With cooperative rebalancing
+                # this worker may keep the others: commit those again, or they would stay
+                # uncommitted (and lagging) until their next record.
+                kept = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+                positions = [tp for tp in positions if (tp.topic, tp.partition) in kept]
+                self.log.warning("commit failed; records may be redelivered", error=str(exc), attempt=attempt)
+                if not positions:
+                    return
+                continue
             for tp in positions:
                 self._committed[(tp.topic, tp.partition)] = tp.offset
             self.health.progressed()
-        except KafkaException as exc:  # e.g. the partitions were revoked in a rebalance
-            # The records will be redelivered to the partitions' new owner; handlers are
-            # idempotent, so this costs duplicates, never a loss.
-            self.log.warning("commit failed; records may be redelivered", error=str(exc))
+            return
 
     # -- waiting out an outage ------------------------------------------------------------
     def _wait_out(self, consumer: Consumer, rest: list[Received], exc: DarkroomError) -> None:

@@ -169,7 +169,7 @@ class Dispatcher:
         ):
             _log.info("dispatcher started", owner=self.owner, lease_s=self.settings.webhook_lease_s)
             health = HEALTH.register("webhooks")
-            health.assigned(0)  # no consumer group: ready once it runs
+            health.assigned(0, busy=False)  # no consumer group: ready once it runs
             outages = 0
             try:
                 while not stop.is_set() or self._running:  # once stopped, keep the leases until attempts end

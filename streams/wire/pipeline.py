@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from processors import get_operation
+from processors import AVAILABLE_OPERATIONS, get_operation
 from processors.errors import InvalidParameters, InvalidPipeline
+from processors.registry import describe
 
 Step = dict[str, Any]  # {"operation": str, "params": dict[str, str]} — the Avro Step record
 
@@ -85,3 +86,15 @@ def format_spec(steps: Sequence[Step]) -> str:
         step["operation"] + (":" + ",".join(f"{k}={v}" for k, v in step["params"].items()) if step["params"] else "")
         for step in steps
     )
+
+
+def catalog() -> dict[str, Any]:
+    """What a spec may say, read from the operations themselves: each parameter's default
+    and what it accepts, and the presets (``darkroom operations``, ``GET /v1/operations``)."""
+    return {
+        "operations": [
+            {"name": name, "version": get_operation(name).version, "parameters": describe(get_operation(name))}
+            for name in AVAILABLE_OPERATIONS
+        ],
+        "presets": [{"name": name, "spec": spec, "steps": parse_spec(spec)} for name, spec in PRESETS.items()],
+    }
