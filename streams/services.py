@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -13,6 +12,7 @@ import structlog
 
 from processors import AVAILABLE_OPERATIONS, KNOWN_OPERATIONS
 from processors.errors import ConfigurationError, DependencyUnavailable
+from processors.upscale.host import usable_cpus
 from streams.config import Settings
 from streams.handlers.steps import worker_specs
 from streams.notifications.worker import notifications_spec
@@ -38,7 +38,8 @@ use every core."""
 
 
 def cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """CPUs this process may use: affinity, capped by a container's cgroup CPU quota."""
+    return usable_cpus()
 
 
 def process_counts(spec: str, names: Sequence[str]) -> dict[str, int]:

@@ -52,6 +52,7 @@ from processors.upscale.config import (
     Precision,
     UpscaleConfig,
 )
+from processors.upscale.host import read_text, usable_cpus
 
 MIN_CORE = 32
 """The smallest tile core worth running: below it the padding is most of the work."""
@@ -99,38 +100,6 @@ class Upscaled:
 
 
 # -- the host ------------------------------------------------------------------------
-def cpu_quota(affinity: int, cfs: str | None) -> int:
-    """Threads worth running: CPUs this process may use, capped by a cgroup CPU quota.
-
-    ``cfs`` is cgroup v2's ``cpu.max`` text (``"200000 100000"`` or ``"max 100000"``);
-    a quota of 1.5 CPUs gives 2 threads, never fewer than 1.
-    """
-    threads = max(1, affinity)
-    if cfs:
-        quota, _, period = cfs.strip().partition(" ")
-        if quota != "max" and period:
-            threads = min(threads, max(1, math.ceil(int(quota) / int(period))))
-    return threads
-
-
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return None
-
-
-def _cfs_text() -> str | None:
-    """cgroup v2 ``cpu.max``, or the same built from cgroup v1's two files."""
-    v2 = _read("/sys/fs/cgroup/cpu.max")
-    if v2 is not None:
-        return v2
-    quota, period = _read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), _read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
-    if quota is None or period is None or int(quota) < 0:
-        return None
-    return f"{quota.strip()} {period.strip()}"
-
-
 def native_bf16(cpuinfo: str) -> bool:
     """Whether ``/proc/cpuinfo`` lists a bf16 matrix unit (AVX512-BF16 or AMX-BF16)."""
     for line in cpuinfo.splitlines():
@@ -150,7 +119,7 @@ def available_memory(meminfo: str) -> int:
 
 def resident_bytes() -> int:
     """This process's resident memory now (Linux), or 0 where it cannot be read."""
-    statm = _read("/proc/self/statm")
+    statm = read_text("/proc/self/statm")
     return int(statm.split()[1]) * os.sysconf("SC_PAGE_SIZE") if statm else 0
 
 
@@ -164,12 +133,11 @@ class _Host:
 @cache
 def _host() -> _Host:
     """What this machine offers, read once; also sets torch's thread count once."""
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = cpu_quota(affinity, _cfs_text())
+    threads = usable_cpus()
     if (omp := os.environ.get("OMP_NUM_THREADS", "").strip()).isdigit():  # a share of the machine (--processes)
         threads = min(threads, max(1, int(omp)))
     torch.set_num_threads(threads)
-    return _Host(threads=threads, bf16=native_bf16(_read("/proc/cpuinfo") or ""), cuda=torch.cuda.is_available())
+    return _Host(threads=threads, bf16=native_bf16(read_text("/proc/cpuinfo") or ""), cuda=torch.cuda.is_available())
 
 
 # -- planning --------------------------------------------------------------------------
@@ -430,7 +398,7 @@ def _activation_budget(config: UpscaleConfig, job: Job, backend: _Backend) -> in
     planes = 3 * (height + PRE_PAD) * (width + PRE_PAD) * 4
     buffers = canvas_px * per_canvas_px + job.size[0] * job.size[1] * 7 + planes
     left = config.memory_budget_bytes - resident_bytes() - buffers
-    free = available_memory(_read("/proc/meminfo") or "") // 2
+    free = available_memory(read_text("/proc/meminfo") or "") // 2
     return max(0, int(min(left, free or left) * _RUNTIME_MARGIN))
 
 

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from processors.upscale import tiling
-from processors.upscale.engine import available_memory, choose_model, cpu_quota, native_bf16, plan_tiling
+from processors.upscale.engine import available_memory, choose_model, native_bf16, plan_tiling
+from processors.upscale.host import cpu_quota
 
 
 @pytest.mark.parametrize(
