@@ -23,7 +23,7 @@ from streams.runtime.storage import ObjectStore
 from streams.runtime.topics import COMPLETED, FAILED, UPLOADED
 from streams.runtime.worker import Received
 from streams.wire import pipeline as pipelines
-from streams.wire.events import Event, Serdes, check_source, derived_id, now
+from streams.wire.events import Event, Serdes, check_source, idempotent_event_id, now
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -99,7 +99,7 @@ class Client:
         yields the same ids downstream.
         """
         steps = _steps(pipeline)
-        event_id = derived_id(f"idempotency/{tenant or ''}", idempotency_key) if idempotency_key else str(uuid.uuid4())
+        event_id = idempotent_event_id(tenant, idempotency_key) if idempotency_key else str(uuid.uuid4())
         image_id = image_id or event_id.replace("-", "")[:20]
         bucket = bucket or self.settings.bucket
         self._admit(image_id, bucket, callback_url)

@@ -44,7 +44,7 @@ from streams.sinks.database import Database, Row, now_ms
 from streams.sinks.results import get_result
 from streams.sinks.webhooks import parse_secrets
 from streams.wire import pipeline as pipelines
-from streams.wire.events import IMAGE_ID, Event, Serdes
+from streams.wire.events import IMAGE_ID, Event, Serdes, api_order_key
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 DOWNLOAD_URL_TTL = timedelta(hours=1)
@@ -111,11 +111,31 @@ class Images:
         return Order(steps, preset, callback_url)
 
     def create(self, tenant: str, order: Order, image_id: str, filename: str | None) -> Row:
-        """Register an image whose bytes the caller will PUT to the returned ``upload_url``."""
+        """Register an image whose bytes the caller will PUT to the returned ``upload_url``.
+
+        What the image is to become is also written beside the upload (``api_order_key``), so
+        that where the store sends notifications, the notification ingest starts it as soon
+        as the bytes land, with the same event id ``start`` would give it."""
         key = _object_key(image_id, filename)
         ttl = self.settings.api_upload_url_ttl_s
         self._insert(tenant, image_id, key, order, upload_expires_at=now_ms() + ttl * 1000)
         row = self._own(tenant, image_id)
+        ticket = {
+            "image_id": image_id,
+            "tenant": tenant,
+            "key": key,
+            "pipeline": order.steps,
+            "callback_url": order.callback_url,
+        }
+        s = self.settings
+        put = partial(
+            self.store.put,
+            row["bucket"],
+            api_order_key(s.output_prefix, image_id),
+            json.dumps(ticket).encode(),
+            content_type="application/json",
+        )
+        retry(put, attempts=s.storage_attempts, backoff_s=s.storage_backoff_s, what="write the order")
         row["upload_url"] = self.store.presigned_put(row["bucket"], row["object_key"], timedelta(seconds=ttl))
         return row
 
@@ -172,8 +192,11 @@ class Images:
         ``force`` finished outputs are reused."""
         row = self._own(tenant, image_id)
         first = row["first_event_id"]
-        if first is None:
-            raise ApiProblem("not_started", f"image {image_id} was never started: nothing to reprocess")
+        if first is None:  # started by the notification ingest, if at all
+            result = self._result(row)
+            if result is None:
+                raise ApiProblem("not_started", f"image {image_id} was never started: nothing to reprocess")
+            first = result["upload_event_id"]
         steps = None if pipeline is None else self.order(pipeline, None, None).steps
         original: Event = {
             "event_id": first,
@@ -202,7 +225,7 @@ class Images:
         )
         status = result["status"] if result is not None and current else "processing"
         if row["started_at"] is None and result is None:
-            status = "pending"
+            status = "processing" if self._landed(row) else "pending"
         view: dict[str, Any] = {
             "id": image_id,
             "status": status,
@@ -283,6 +306,17 @@ class Images:
             if rows:
                 return rows[0]
         raise ApiProblem("not_found", f"no image {image_id}")
+
+    def _landed(self, row: Row) -> bool:
+        """Whether the upload of an image not started here is in the store while the
+        notification ingest runs (it starts such images itself)."""
+        if not self.settings.notifications_topic:
+            return False
+        try:
+            self.store.stat(row["bucket"], row["object_key"])
+        except ObjectMissing:
+            return False
+        return True
 
     def _result(self, row: Row) -> Row | None:
         result = get_result(self.db, row["id"])

@@ -6,6 +6,9 @@ the loop) and each of its object events handled on its own:
 - an event that writes no new bytes (a removal, tagging, an access…) starts nothing;
 - nor does an object under ``DARKROOM_OUTPUT_PREFIX``: darkroom's own outputs land in the
   watched bucket, and must not start work on themselves (no loops);
+- an upload of an image the HTTP API created (``uploads/<image id>/…`` with an order the
+  API wrote beside it, ``api_order_key``) becomes that image's upload, as the API's
+  ``start`` would emit it (same event id), whatever the rules say;
 - an object no rule takes is logged and skipped;
 - any other becomes an upload event on ``images.uploaded``, which ingest checks as it
   checks every upload (an oversized object fails there with ``file_too_large``).
@@ -22,15 +25,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
-from processors.errors import ConfigurationError
+from processors.errors import ConfigurationError, ObjectMissing
 from streams.config import PREFIX, Settings
 from streams.notifications import minio, rules
 from streams.runtime.kafka import Record
+from streams.runtime.retry import retry
+from streams.runtime.storage import ObjectStore
 from streams.runtime.topics import UPLOADED
 from streams.runtime.worker import Event, WorkerSpec
-from streams.wire.events import Serdes, derived_id
+from streams.wire.events import Serdes, api_order_key, derived_id, idempotent_event_id
 
 
 def image_id(bucket: str, key: str) -> str:
@@ -59,6 +65,23 @@ def upload(obj: minio.ObjectEvent, rule: rules.Rule) -> Event:
     }
 
 
+def ordered_upload(obj: minio.ObjectEvent, order: Event) -> Event:
+    """The upload event of an image the HTTP API created, as its ``start`` emits it."""
+    idempotency_key = f"api/{order['image_id']}"
+    return {
+        "event_id": idempotent_event_id(order["tenant"], idempotency_key),
+        "image_id": order["image_id"],
+        "bucket": obj.bucket,
+        "key": obj.key,
+        "pipeline": order["pipeline"],
+        "preset": None,
+        "callback_url": order["callback_url"],
+        "tenant": order["tenant"],
+        "idempotency_key": idempotency_key,
+        "submitted_at": obj.time,
+    }
+
+
 def decode(value: bytes | None, _topic: str) -> Event:
     return {"objects": minio.decode(value)}
 
@@ -66,8 +89,9 @@ def decode(value: bytes | None, _topic: str) -> Event:
 class Notifications:
     """The handler: one notification record → the upload events its objects make."""
 
-    def __init__(self, settings: Settings, ruleset: Sequence[rules.Rule], serdes: Serdes) -> None:
+    def __init__(self, settings: Settings, ruleset: Sequence[rules.Rule], serdes: Serdes, store: ObjectStore) -> None:
         self.settings = settings
+        self.store = store
         self.rules = tuple(ruleset)
         self.serdes = serdes
         self.topic = settings.topic(UPLOADED)
@@ -83,21 +107,38 @@ class Notifications:
             if obj.key.startswith(self.outputs):
                 about.debug("notification ignored: darkroom's own output")
                 continue
-            rule = rules.match(self.rules, obj.bucket, obj.key)
-            if rule is None:
+            order = self._order(obj)
+            if order is not None:
+                made = ordered_upload(obj, order)
+            elif (rule := rules.match(self.rules, obj.bucket, obj.key)) is not None:
+                made = upload(obj, rule)
+            else:
                 about.info("notification ignored: no rule matches")
                 continue
-            made = upload(obj, rule)
             about.info("upload made from notification", image_id=made["image_id"], event_id=made["event_id"])
             records.append(Record(self.topic, made["image_id"], self.serdes.upload.encode(made, self.topic)))
         return records
+
+    def _order(self, obj: minio.ObjectEvent) -> Event | None:
+        """The HTTP API's order for this object, if the API created its image (else None).
+        The store not answering is an outage: the loop pauses and asks again."""
+        parts = obj.key.split("/")
+        if len(parts) < 3 or parts[0] != "uploads":
+            return None
+        s = self.settings
+        read = partial(self.store.get, obj.bucket, api_order_key(s.output_prefix, parts[1]), max_bytes=64 * 1024)
+        try:
+            order: Event = json.loads(retry(read, attempts=s.storage_attempts, backoff_s=s.storage_backoff_s))
+        except ObjectMissing:
+            return None
+        return order if order.get("key") == obj.key else None
 
 
 def notifications_spec(settings: Settings, serdes: Serdes | None = None) -> WorkerSpec:
     """The notifications worker; its rules are loaded and checked here (``ConfigurationError``)."""
     if not settings.notifications_topic:
         raise ConfigurationError(f"{PREFIX}NOTIFICATIONS_TOPIC is not set: no topic to read notifications from")
-    handler = Notifications(settings, rules.load(settings), serdes or Serdes(settings))
+    handler = Notifications(settings, rules.load(settings), serdes or Serdes(settings), ObjectStore(settings))
     return WorkerSpec(
         name="notifications",
         group_id=settings.topic("darkroom.notifications"),

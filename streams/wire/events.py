@@ -43,6 +43,19 @@ def derived_id(upload_event_id: str, role: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{upload_event_id}/{role}"))
 
 
+def idempotent_event_id(tenant: str | None, idempotency_key: str) -> str:
+    """The event id of an upload emitted with ``idempotency_key``: the same however often,
+    and by whichever way, it is emitted (``Client.emit``, the notification ingest)."""
+    return derived_id(f"idempotency/{tenant or ''}", idempotency_key)
+
+
+def api_order_key(output_prefix: str, image_id: str) -> str:
+    """Where the HTTP API keeps what an image it created is to become, beside the upload:
+    the notification ingest reads it when the upload lands (under the output prefix, so
+    its own notification starts nothing)."""
+    return f"{output_prefix.strip('/')}/api-orders/{image_id}.json"
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 

@@ -7,16 +7,23 @@ every error a problem with darkroom's code.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
 
 from streams.api import keys
 from streams.dev.samples import photo_jpeg
+from streams.notifications.worker import notifications_spec
+from streams.runtime.kafka import Record, deliver, make_producer
+from streams.runtime.supervisor import Supervisor
+from streams.runtime.topics import ensure_topics
 from tests.streams.api.conftest import Server
+from tests.streams.notifications.samples import notification
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +81,34 @@ def test_create_upload_start_poll_and_download(api: Server) -> None:
         assert httpx.get(redirect.headers["location"]).content == download.content
         assert http.get(f"/v1/images/{body['id']}/outputs/0-thumbnail-thumb-256").status_code == 307
         _problem(http.get(f"/v1/images/{body['id']}/outputs/nope"), 404, "not_found")
+
+
+def test_an_upload_the_notification_ingest_sees_starts_the_image_without_start(api: Server) -> None:
+    """Where the store sends notifications, the bytes landing start the image: the
+    notification worker finds the order the API wrote beside the upload and emits the
+    upload event ``start`` would have (the same event id, so a late ``start`` adds nothing)."""
+    settings = dataclasses.replace(
+        api.settings,
+        notifications_topic=f"{api.settings.topic_prefix}minio-events",
+        notification_rules='[{"bucket": "darkroom", "prefix": "incoming/", "preset": "web"}]',
+    )
+    ensure_topics(settings)
+    supervisor = Supervisor(settings, [notifications_spec(settings)])
+    supervisor.start()
+    try:
+        with httpx.Client(base_url=api.url, headers=api.auth(), timeout=30) as http:
+            body = http.post("/v1/images", json={"pipeline": "thumbnail:sizes=48", "filename": "n.jpg"}).json()
+            assert httpx.put(body["upload_url"], content=PHOTO).status_code == 200
+            key = unquote(urlsplit(body["upload_url"]).path).removeprefix(f"/{settings.bucket}/")
+            as_minio_sends_it = notification(settings.bucket, key)
+            deliver(make_producer(settings), [Record(settings.notifications_topic, key, as_minio_sends_it)])
+            image = _final(http, body["status_url"], timeout_s=90)  # no POST .../start
+            assert image["status"] == "completed" and [o["name"] for o in image["outputs"]] == ["thumb-48"]
+            started = http.post(body["start_url"])  # too late to matter: the same upload
+            assert started.status_code == 202 and started.json()["upload_event_id"] == image["upload_event_id"]
+    finally:
+        supervisor.stop.set()
+        supervisor.join(30)
 
 
 def test_direct_uploads_start_processing_at_once(api: Server) -> None:
