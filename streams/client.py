@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -52,6 +53,7 @@ class Client:
         self.serdes = Serdes(settings)
         self._guard = EgressGuard.from_settings(settings)
         self._producer = make_producer(settings, settings.client_timeout_s)
+        self._lock = threading.Lock()  # the HTTP API sends from many threads
 
     def submit(
         self,
@@ -115,16 +117,25 @@ class Client:
             "idempotency_key": idempotency_key,
             "submitted_at": now(),
         }
+        self.send(event)
+        return Submission(image_id, event_id, bucket, key, steps)
+
+    def send(self, event: Event) -> None:
+        """Produce one upload event as built (a replay's, say) and wait for the broker's
+        acknowledgement; ``emit`` builds one and sends it here."""
         topic = self.settings.topic(UPLOADED)
+        with self._lock:
+            producer = self._producer
         try:
-            refused = deliver(self._producer, [Record(topic, image_id, self.serdes.upload.encode(event, topic))])
+            refused = deliver(producer, [Record(topic, event["image_id"], self.serdes.upload.encode(event, topic))])
         except BrokerUnavailable:
-            discard_producer(self._producer)  # never retry a fenced one
-            self._producer = make_producer(self.settings, self.settings.client_timeout_s)
+            with self._lock:  # never retry a fenced one
+                if self._producer is producer:
+                    discard_producer(producer)
+                    self._producer = make_producer(self.settings, self.settings.client_timeout_s)
             raise
         if refused:
             raise OutputRejected(f"the broker refused the upload event: {refused[0]}")
-        return Submission(image_id, event_id, bucket, key, steps)
 
     def _admit(self, image_id: str, bucket: str, callback_url: str | None) -> None:
         """Refuse here what ingest would refuse (id, bucket, callback target), before anything is stored."""

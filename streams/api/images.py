@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,27 +23,23 @@ from functools import partial
 from typing import Any
 
 from processors.errors import (
-    BrokerUnavailable,
     FileTooLarge,
     InvalidParameters,
     InvalidPipeline,
     ObjectMissing,
-    OutputRejected,
 )
 from streams.api.problems import ApiProblem
 from streams.client import Client
 from streams.config import Settings, mask_url
 from streams.replay.replay import ReplayOptions, replayed
 from streams.runtime.egress import EgressGuard
-from streams.runtime.kafka import Record, deliver, discard_producer, make_producer
 from streams.runtime.retry import retry
 from streams.runtime.storage import ObjectStore
-from streams.runtime.topics import UPLOADED
 from streams.sinks.database import Database, Row, now_ms
 from streams.sinks.results import get_result
 from streams.sinks.webhooks import parse_secrets
 from streams.wire import pipeline as pipelines
-from streams.wire.events import IMAGE_ID, Event, Serdes, api_order_key
+from streams.wire.events import IMAGE_ID, Event, api_order_key
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 DOWNLOAD_URL_TTL = timedelta(hours=1)
@@ -82,9 +77,6 @@ class Images:
         self.client = client
         self.store: ObjectStore = client.store
         self._guard = EgressGuard.from_settings(settings)
-        self._serde = Serdes(settings).upload
-        self._producer_lock = threading.Lock()
-        self._producer: Any = None
 
     # -- requests -------------------------------------------------------------------
     def order(
@@ -211,7 +203,7 @@ class Images:
             "submitted_at": datetime.now(UTC),
         }
         event = replayed(original, replay_id, ReplayOptions(pipeline=steps, force=force))
-        self._deliver(event)
+        self.client.send(event)
         self._started(image_id, event["event_id"])
         return self._own(tenant, image_id)
 
@@ -356,27 +348,6 @@ class Images:
                 """,
                 (now, event_id, event_id, now, image_id),
             )
-
-    def _deliver(self, event: Event) -> None:
-        """Produce one upload event and wait for the broker's acknowledgement (as ``Client.emit``)."""
-        topic = self.settings.topic(UPLOADED)
-        with self._producer_lock:
-            if self._producer is None:
-                self._producer = make_producer(self.settings, self.settings.client_timeout_s)  # as Client's
-            producer = self._producer
-        try:
-            refused = deliver(producer, [Record(topic, event["image_id"], self._serde.encode(event, topic))])
-        except BrokerUnavailable:
-            with self._producer_lock:  # never retry a fenced one
-                discard_producer(producer)
-                self._producer = None
-            raise
-        if refused:
-            raise OutputRejected(f"the broker refused the upload event: {refused[0]}")
-
-    def close(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(10)
 
 
 def safe_filename(filename: str | None) -> str:
