@@ -16,15 +16,12 @@ Prints one JSON line; seconds are the best of ``--rounds``.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import time
 from typing import Any
 
-from PIL import Image
-
 from processors import Limits, get_operation
-from processors.image import has_transparency
+from processors.image import encoded_has_transparency
 from streams.dev.demo import PIPELINE as DEMO
 from streams.dev.samples import sample_set
 from streams.wire.pipeline import parse_spec
@@ -41,11 +38,6 @@ def _chain(spec: str, data: bytes) -> tuple[list[bytes], bytes]:
     return outputs, data
 
 
-def _transparent(data: bytes) -> bool:
-    with Image.open(io.BytesIO(data)) as img:
-        return has_transparency(img.convert("RGBA") if "A" in img.getbands() else img)
-
-
 def measure(spec: str, rounds: int) -> dict[str, Any]:
     samples = sample_set()
     best = float("inf")
@@ -53,12 +45,12 @@ def measure(spec: str, rounds: int) -> dict[str, Any]:
         started = time.perf_counter()
         results = [_chain(spec, s.data) for s in samples]
         best = min(best, time.perf_counter() - started)
-    alpha_sources = sum(_transparent(s.data) for s in samples)
+    alpha_sources = sum(encoded_has_transparency(s.data) for s in samples)
     return {
         "spec": spec,
         "seconds": round(best, 3),
         "output_bytes": sum(len(o) for outputs, _ in results for o in outputs),
-        "final_with_alpha": sum(_transparent(final) for _, final in results),
+        "final_with_alpha": sum(encoded_has_transparency(final) for _, final in results),
         "sources_with_alpha": alpha_sources,
     }
 

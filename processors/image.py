@@ -79,6 +79,12 @@ def has_transparency(img: Image.Image) -> bool:
     return low != 255
 
 
+def encoded_has_transparency(data: bytes) -> bool:
+    """Whether an encoded image (an output, say) has a pixel that is not fully opaque."""
+    with Image.open(io.BytesIO(data)) as img:
+        return has_transparency(img.convert("RGBA") if "A" in img.getbands() else img)
+
+
 def format_name(fmt: OutputFormat | None) -> str:
     """A ``format`` parameter's value as canonical params spell it (None: ``auto``)."""
     return AUTO if fmt is None else fmt.name

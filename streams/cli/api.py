@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import signal
 import socket
 import threading
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from processors.errors import ConfigurationError, InvalidParameters
 from streams.cli.common import EXIT_FAILED, existing_database, open_database, print_json
 from streams.config import Settings
+from streams.runtime.supervisor import stop_on_signals
 
 if TYPE_CHECKING:
     import uvicorn
@@ -123,17 +123,13 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     port = args.port if args.port is not None else settings.api_port
     server, sock = _server(settings, args.host, port)
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with stop_on_signals(stop):
         thread = _start(server, sock)
         structlog.get_logger("darkroom.api").info("HTTP API listening", host=args.host, port=port)
         while not stop.wait(0.5) and thread.is_alive():
             pass
         server.should_exit = True
         thread.join()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return 0 if stop.is_set() else EXIT_FAILED  # the server stopped by itself: it said why in the log
 
 

@@ -278,30 +278,22 @@ def default_urls(settings: Settings) -> list[str]:
 # --- I/O: the broker ------------------------------------------------------------------
 
 
-def _quiet_admin(settings: Settings) -> Any:
+def probe_broker(settings: Settings) -> dict[str, list[int]]:
+    """Every topic's partitions, or ``BrokerUnavailable`` within ``PROBE_TIMEOUT_S``."""
+    from streams.replay.offsets import broker_errors
     from streams.runtime.kafka import make_admin
 
-    return make_admin(settings)
-
-
-def probe_broker(settings: Settings) -> dict[str, list[int]]:
-    """Every topic's partitions, or ``BrokerUnavailable`` within ``PROBE_TIMEOUT_S`` (and
-    without librdkafka's log lines on stderr)."""
-    from confluent_kafka import KafkaException
-
-    try:
-        meta = _quiet_admin(settings).list_topics(timeout=PROBE_TIMEOUT_S)
-    except KafkaException as exc:
-        reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
-        raise BrokerUnavailable(f"cannot reach Kafka at {settings.bootstrap_servers()}: {reason}") from None
+    with broker_errors(f"cannot reach Kafka at {settings.bootstrap_servers()}"):
+        meta = make_admin(settings).list_topics(timeout=PROBE_TIMEOUT_S)
     return {name: sorted(t.partitions) for name, t in meta.topics.items() if t.error is None}
 
 
 def committed_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
     """``group``'s committed offsets by (topic, partition); partitions without one left out."""
     from streams.replay.groups import committed
+    from streams.runtime.kafka import make_admin
 
-    return committed(_quiet_admin(settings), group)
+    return committed(make_admin(settings), group)
 
 
 @dataclass

@@ -9,17 +9,15 @@ terminal shows only the progress and the result.
 from __future__ import annotations
 
 import gc
-import io
 import json
 import time
 from typing import Any
 
-from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
 from processors import AVAILABLE_OPERATIONS
-from processors.image import has_transparency
+from processors.image import encoded_has_transparency
 from streams.client import Client, summarize
 from streams.config import Settings
 from streams.dev.progress import wait_with_progress
@@ -53,7 +51,7 @@ def run_demo(settings: Settings, *, as_json: bool, keep_stack: bool, timeout_s: 
             names = {sub.image_id: sample.filename for sub, sample in zip(subs, samples, strict=True)}
             finals = wait_with_progress(client, subs, names, timeout_s=timeout_s, show=not as_json)
             alpha = {
-                o["key"]: _transparent(client.store.get(o["bucket"], o["key"]))
+                o["key"]: encoded_has_transparency(client.store.get(o["bucket"], o["key"]))
                 for final in finals.values()
                 for o in final.event.get("outputs", [])
             }
@@ -83,12 +81,6 @@ def run_demo(settings: Settings, *, as_json: bool, keep_stack: bool, timeout_s: 
     else:
         _print_summary(rows, elapsed, log_path)
     return 0 if ok else 1
-
-
-def _transparent(data: bytes) -> bool:
-    """Whether an output kept transparency (``format=auto`` keeps it through the chain)."""
-    with Image.open(io.BytesIO(data)) as img:
-        return has_transparency(img.convert("RGBA") if "A" in img.getbands() else img)
 
 
 def _print_summary(rows: list[dict[str, Any]], elapsed: float, log_path: Any) -> None:

@@ -29,7 +29,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import structlog
@@ -37,6 +36,7 @@ from prometheus_client import multiprocess, values
 
 from streams.observe import metrics, server
 from streams.observe.health import read_snapshots
+from streams.runtime.supervisor import stop_on_signals
 
 _log = structlog.get_logger("darkroom.processes")
 _PR_SET_PDEATHSIG = 1
@@ -126,13 +126,7 @@ class ProcessSupervisor:
 
     def run_until_signalled(self) -> int:
         """Run the children until SIGTERM/SIGINT, then stop them all and wait."""
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            _log.info("stopping", signal=signal.Signals(signum).name)
-            self.stop.set()
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
+        with stop_on_signals(self.stop):
             while not self.stop.is_set():
                 for slot in self.slots:
                     if slot.proc is not None and slot.proc.poll() is not None:
@@ -146,7 +140,4 @@ class ProcessSupervisor:
             for proc in running:
                 proc.wait()
                 multiprocess.mark_process_dead(proc.pid)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
         return 0

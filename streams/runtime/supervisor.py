@@ -8,9 +8,10 @@ backoff; the others keep going.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import Protocol
 
@@ -22,6 +23,23 @@ from streams.observe import metrics
 from streams.runtime.worker import Worker, WorkerSpec
 
 _log = structlog.get_logger("darkroom.supervisor")
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Inside, SIGTERM and SIGINT set ``stop`` (and say so) instead of ending the process at
+    once, so what runs can finish what it holds; the previous handlers come back after."""
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        _log.info("stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class Service(Protocol):
@@ -82,17 +100,8 @@ class Supervisor:
 
     def run_until_signalled(self) -> None:
         """Block until SIGTERM or SIGINT, then stop every worker and wait for them."""
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            _log.info("stopping", signal=signal.Signals(signum).name)
-            self.stop.set()
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
+        with stop_on_signals(self.stop):
             self.start()
             while not self.stop.wait(0.5):
                 pass
             self.join()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
