@@ -1,38 +1,50 @@
 """The delivery bar under faults: N uploads through the whole pipeline while things break.
 
-    .venv/bin/python benchmarks/chaos.py [--images 2000] [--seed 1] [--rate UPLOADS_PER_S]
+    .venv/bin/python benchmarks/chaos.py [--images 2000] [--seed 1] [--rate 12] [--processes]
       [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
-On an embedded stack of its own (tansu keeping its log in the SeaweedFS it stops and
-freezes, as the embedded default does), it runs every service as its own `darkroom
-worker` process: ingest, two thumbnail workers, the result writer on a throwaway
-PostgreSQL database and the webhook dispatcher, which posts to a loopback receiver that
-answers 500 to one attempt in five. Uploads are submitted at ``--rate`` per second
-(default: all of them spread over 120 s; a producer that retries while the store or the
-broker is down) while the benchmark
+On an embedded stack of its own (tansu keeping its log in the SeaweedFS it kills and
+freezes, as the embedded default does), it runs ingest, two thumbnail workers, the result
+writer on a throwaway PostgreSQL database and the webhook dispatcher, which posts to a
+loopback receiver that answers 500 to one attempt in five. By default each is its own
+`darkroom worker` process, started again at once when killed (as an orchestrator would);
+with ``--processes`` they are the children of one `darkroom run --processes`, whose
+supervisor restarts the killed ones. Uploads are submitted at ``--rate`` per second (a
+producer that retries while the store or the broker is down) while the benchmark repeats,
+until the submissions are over (at least once), this schedule:
 
-- SIGKILLs a random worker every 3–6 s and starts it again,
-- stops the object store (refused connections) for 30 s, then starts it again,
-- freezes the object store (SIGSTOP) for 45 s,
-- freezes the broker for 15 s,
+- a random worker SIGKILLed every 3–6 s throughout,
+- the object store frozen (SIGSTOP) for 45 s,
+- the broker frozen for 15 s,
+- the object store SIGKILLed and left dead for 30 s, then started again (`Stack.up`),
+- the broker SIGKILLed and left dead for 10 s, then started again;
 
-then waits until every image has its result row and every webhook was delivered.
+then it waits until every image has its result row and every webhook was delivered.
+
+Every 3 s it asks the broker for each group's committed offsets and each partition's end
+(``fetched_ends``): a partition that holds lag while its committed offset does not move is
+stalled, counted from the end of the last store or broker fault (an outage pauses work
+by design). ``longest_stall_s`` is the longest such stall; ``longest_silence_s`` the
+longest a worker process wrote no log line while its group held lag (also counted from
+the end of the last fault).
 
 Prints one JSON line: images, completed, failed, lost (no row), duplicate rows,
 webhook-id mismatches (an image whose webhooks carry an id other than its final event's),
 unverified webhooks (svix, an independent implementation, checks every request),
-kills, workers that exited on their own (and were restarted), tracebacks in the workers'
-logs, how often workers paused for an outage and rebuilt a producer, final lag of every
-group, drain seconds (from when both the faults and the submissions ended until the last
-row and webhook), and
-the bar: ``ok`` is true when lost, failed, duplicate rows, mismatches, unverified,
-tracebacks and lag are all 0.
+kills of workers, of the store and of the broker, worker restarts after exits of their
+own, tracebacks in the workers' logs, pauses, producer rebuilds, watchdog rebuilds,
+final lag of every group, the longest stall and silence, drain seconds (from when both
+the faults and the submissions ended until the last row and webhook), and the bar:
+``ok`` is true when lost, failed, duplicate rows, mismatches, unverified, tracebacks and
+lag are all 0 and no stall or silence lasted more than 60 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import random
@@ -44,25 +56,38 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from confluent_kafka import KafkaException, TopicPartition
 from svix.webhooks import Webhook, WebhookVerificationError
 
 from processors.errors import DarkroomError
 from streams.client import Client, Submission
-from streams.config import load_settings
+from streams.config import Settings, load_settings
 from streams.dev.samples import photo_jpeg
 from streams.dev.stack import Stack, throwaway_settings
+from streams.runtime.kafka import make_consumer
 from streams.runtime.logs import configure_logging
-from streams.runtime.topics import COMPLETED, FAILED, UPLOADED, committed_lag, ensure_topics, step_topic
+from streams.runtime.topics import COMPLETED, FAILED, UPLOADED, committed_lag, ensure_topics, fetched_ends, step_topic
 from streams.sinks.webhooks import new_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("ingest", "thumbnail", "thumbnail", "results", "webhooks")
+PROCESSES = "ingest=1,enhance=0,upscale=0,thumbnail=2,results=1,webhooks=1"
+"""The same services as ``SERVICES``, as children of one `darkroom run --processes`."""
 PIPELINE = "thumbnail:sizes=96+320,format=webp"
+GROUPS = {
+    "ingest": [UPLOADED],
+    "thumbnail": [step_topic("thumbnail")],
+    "results": [COMPLETED, FAILED],
+}
+BAR_S = 60.0
+"""The longest a partition may hold lag without progress, or a worker with lag stay silent."""
 
 
 class Receiver(ThreadingHTTPServer):
@@ -105,25 +130,25 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", *argv], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+
+
 class Fleet:
-    """The worker processes; a killed one is started again at once, and one that exited
-    is started again within a second (what an orchestrator would do)."""
+    """Each service its own process; a killed one is started again at once, and one that
+    exited is started again within a second (what an orchestrator would do)."""
 
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.env, self.logs = env, logs
-        self.procs: list[subprocess.Popen[bytes]] = [self._start(i) for i in range(len(SERVICES))]
+        self.procs = [self._start(i) for i in range(len(SERVICES))]
         self.kills = 0
         self.exits = 0
 
     def _start(self, i: int) -> subprocess.Popen[bytes]:
-        with (self.logs / f"{i}-{SERVICES[i]}.log").open("ab") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", SERVICES[i]],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
+        return _start(["worker", SERVICES[i]], self.env, self.logs / f"{i}-{SERVICES[i]}.log")
 
     def restart_exited(self) -> None:
         for i, proc in enumerate(self.procs):
@@ -147,6 +172,45 @@ class Fleet:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+class Supervised:
+    """The services as children of one `darkroom run --processes`: a kill hits a random
+    child, and the supervisor (never killed here) restarts it with its own backoff."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.log = logs / "supervised.log"
+        self.proc = _start(["run", "--processes", PROCESSES], env, self.log)
+        self.kills = 0
+        self.exits = 0
+
+    def _children(self) -> list[int]:
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        with contextlib.suppress(OSError):
+            return [int(pid) for pid in path.read_text().split()]
+        return []
+
+    def restart_exited(self) -> None:
+        if self.proc.poll() is not None:
+            raise SystemExit(f"the supervisor exited with {self.proc.returncode}; see {self.log}")
+
+    def kill_one(self, rng: random.Random) -> None:
+        children = self._children()
+        if children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rng.choice(children), signal.SIGKILL)
+                self.kills += 1
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(90)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        # exits of a child that nobody killed (the supervisor logs every exit)
+        restarts = self.log.read_text(errors="replace").count("process exited; restarting")
+        self.exits = max(0, restarts - self.kills)
 
 
 def _submit_all(client: Client, seed: int, n: int, rate: float, images: list[bytes], callback: str) -> list[Submission]:
@@ -174,39 +238,156 @@ def _submit_all(client: Client, seed: int, n: int, rate: float, images: list[byt
     return subs
 
 
-def _faults(stack: Stack, fleet: Fleet, rng: random.Random, done: threading.Event) -> None:
-    """The schedule: kills every 3–6 s throughout; store stopped, store frozen, broker frozen."""
-    state = stack._state()
+@dataclasses.dataclass
+class Faults:
+    """The schedule, repeated until ``submitted`` is set; when the last store or broker fault ended."""
 
-    def kills_for(seconds: float) -> None:
+    stack: Stack
+    fleet: Fleet | Supervised
+    rng: random.Random
+    submitted: threading.Event
+    over: threading.Event = dataclasses.field(default_factory=threading.Event)
+    active: bool = False
+    """A store or broker fault is in progress (its outage pauses work by design)."""
+    last_ended: float = dataclasses.field(default_factory=time.monotonic)
+    windows: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+    """Each store or broker fault's (start, end), wall-clock seconds."""
+    store_kills: int = 0
+    broker_kills: int = 0
+    cycles: int = 0
+
+    def _kills_for(self, seconds: float) -> None:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            next_kill = time.monotonic() + rng.uniform(3, 6)
+            next_kill = time.monotonic() + self.rng.uniform(3, 6)
             while time.monotonic() < min(next_kill, end):
                 time.sleep(0.5)
-                fleet.restart_exited()
+                self.fleet.restart_exited()
             if time.monotonic() < end:
-                fleet.kill_one(rng)
+                self.fleet.kill_one(self.rng)
 
-    kills_for(5)
-    os.kill(state["weed"], signal.SIGKILL)  # refused connections from now on
-    kills_for(30)
-    stack.up()
-    kills_for(10)
-    weed = stack._state()["weed"]
-    os.kill(weed, signal.SIGSTOP)
-    kills_for(45)
-    os.kill(weed, signal.SIGCONT)
-    kills_for(10)
-    tansu = stack._state()["tansu"]
-    os.kill(tansu, signal.SIGSTOP)
-    kills_for(15)
-    os.kill(tansu, signal.SIGCONT)
-    kills_for(10)
-    done.set()
+    def _pid(self, name: str) -> int:
+        return self.stack._state()[name]
+
+    @contextlib.contextmanager
+    def _fault(self) -> Iterator[None]:
+        self.active, started = True, time.time()
+        try:
+            yield
+        finally:
+            self.active, self.last_ended = False, time.monotonic()
+            self.windows.append((started, time.time()))
+
+    def _frozen(self, name: str, seconds: float) -> None:
+        with self._fault():
+            pid = self._pid(name)
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                self._kills_for(seconds)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+
+    def _killed(self, name: str, seconds: float) -> None:
+        with self._fault():
+            os.kill(self._pid(name), signal.SIGKILL)
+            self._kills_for(seconds)
+            self.stack.up(timeout_s=60)  # what `darkroom stack up` does
+
+    def run(self) -> None:
+        while True:
+            self.cycles += 1
+            self._kills_for(10)
+            self._frozen("weed", 45)
+            self._kills_for(10)
+            self._frozen("tansu", 15)
+            self._kills_for(10)
+            self.store_kills += 1
+            self._killed("weed", 30)
+            self._kills_for(10)
+            self.broker_kills += 1
+            self._killed("tansu", 10)
+            self._kills_for(10)
+            if self.submitted.is_set():
+                break
+        self.over.set()
 
 
-def run(images: int, seed: int, rate: float, postgres: str) -> dict[str, Any]:
+class Watch:
+    """Samples, every few seconds, each group's committed offsets and each partition's end
+    as the broker reports them, and keeps the longest stall: lag with a committed offset
+    that does not move, counted from the end of the last store or broker fault."""
+
+    def __init__(self, settings: Settings, faults: Faults) -> None:
+        self.settings, self.faults = settings, faults
+        self.stop = threading.Event()
+        self.last: dict[tuple[str, str, int], int] = {}
+        self.since: dict[tuple[str, str, int], float] = {}
+        self.longest_stall_s = 0.0
+        self.worst: str | None = None
+        self.lagging: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+        """Per service: (wall-clock time, whether its group held lag) at each sample."""
+
+    def _sample(self) -> None:
+        now, wall = time.monotonic(), time.time()
+        for name, topics in GROUPS.items():
+            consumer = make_consumer(self.settings, self.settings.topic(f"darkroom.{name}"))
+            try:
+                wanted = [
+                    TopicPartition(self.settings.topic(t), p) for t in topics for p in range(self.settings.partitions)
+                ]
+                committed = consumer.committed(wanted, timeout=5)
+            finally:
+                consumer.close()
+            ends = fetched_ends(self.settings, committed, timeout_s=5)
+            held = False
+            for tp in committed:
+                key = (name, tp.topic, tp.partition)
+                offset = max(tp.offset, 0)
+                lag = ends[(tp.topic, tp.partition)] - offset
+                held = held or lag > 0
+                if lag <= 0 or self.last.get(key) != offset:
+                    self.since[key] = now
+                self.last[key] = offset
+                floor = now if self.faults.active else self.faults.last_ended
+                stalled = now - max(self.since[key], floor)
+                if stalled > self.longest_stall_s:
+                    self.longest_stall_s, self.worst = stalled, f"{name} {tp.topic} [{tp.partition}] lag {lag}"
+            self.lagging[name].append((wall, held))
+
+    def run(self) -> None:
+        while not self.stop.wait(3.0):
+            with contextlib.suppress(DarkroomError, KafkaException):  # the broker is down: no sample
+                self._sample()
+
+
+def _longest_silence(logs: Path, watch: Watch, windows: list[tuple[float, float]]) -> tuple[float, str | None]:
+    """The longest gap between two log lines of one worker process (by service and pid)
+    while its group held lag at every sample in between, counted from the end of the
+    last store or broker fault before the gap's end (none if one was still going on)."""
+    lines: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for path in logs.glob("*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            with contextlib.suppress(ValueError, KeyError):
+                entry = json.loads(line)
+                if entry.get("worker") in GROUPS:
+                    at = datetime.fromisoformat(entry["timestamp"]).timestamp()
+                    lines[(entry["worker"], entry["pid"])].append(at)
+    longest, worst = 0.0, None
+    for (service, pid), times in lines.items():
+        samples = watch.lagging[service]
+        for before, after in itertools.pairwise(sorted(times)):
+            if any(begun < after < ended for begun, ended in windows):
+                continue
+            start = max([before, *[ended for _, ended in windows if ended <= after]])
+            inside = [held for at, held in samples if start <= at <= after]
+            if inside and all(inside) and after - start > longest:
+                longest, worst = after - start, f"{service} pid {pid}"
+    return longest, worst
+
+
+def run(images: int, seed: int, rate: float, postgres: str, processes: bool) -> dict[str, Any]:
     rng = random.Random(seed)
     home = Path(tempfile.mkdtemp(prefix="darkroom-chaos-"))
     db_name = f"darkroom_chaos_{uuid.uuid4().hex[:8]}"
@@ -219,34 +400,43 @@ def run(images: int, seed: int, rate: float, postgres: str) -> dict[str, Any]:
     settings = throwaway_settings(
         load_settings(home=home, log_format="json", session_timeout_ms=6000, database_url=db_url), home
     )
-    settings = dataclasses.replace(settings, retry_backoff_s=0.5, retry_max_backoff_s=5.0, storage_attempts=3)
+    settings = dataclasses.replace(
+        settings,
+        retry_backoff_s=0.5,
+        retry_max_backoff_s=5.0,
+        storage_attempts=3,
+        stuck_after_s=BAR_S / 2,
+        webhook_secrets=secret,
+        webhook_allow_networks="127.0.0.1/32",  # the receiver, for the client's check and the dispatcher's
+        webhook_schedule=",".join(["0"] + ["1"] * 29),
+        webhook_timeout_s=5.0,
+    )
     configure_logging(dataclasses.replace(settings, log_level="error"))  # stdout is for the JSON line
     stack = Stack(settings)
     stack.up()
     ensure_topics(settings)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DARKROOM_")},
-        **settings.to_env(),
-        "DARKROOM_WEBHOOK_SECRETS": secret,
-        "DARKROOM_WEBHOOK_ALLOW_NETWORKS": "127.0.0.1/32",
-        "DARKROOM_WEBHOOK_SCHEDULE": ",".join(["0"] + ["1"] * 29),
-        "DARKROOM_WEBHOOK_TIMEOUT_S": "5",
-    }
-    (home / "logs").mkdir(exist_ok=True)
-    fleet = Fleet(env, home / "logs")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DARKROOM_")}, **settings.to_env()}
+    logs = home / "logs" / "workers"
+    logs.mkdir(parents=True)
+    fleet: Fleet | Supervised = Supervised(env, logs) if processes else Fleet(env, logs)
     client = Client(settings)
     client_url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
     pictures = [photo_jpeg(1024, 768, seed=seed * 100 + k) for k in range(8)]
-    faults_over = threading.Event()
+    submitted = threading.Event()
+    faults = Faults(stack, fleet, rng, submitted)
+    watch = Watch(settings, faults)
     try:
-        chaos = threading.Thread(target=_faults, args=(stack, fleet, rng, faults_over))
+        chaos = threading.Thread(target=faults.run)
         chaos.start()
+        watcher = threading.Thread(target=watch.run, daemon=True)
+        watcher.start()
         subs = _submit_all(client, seed, images, rate, pictures, client_url)
+        submitted.set()
         chaos.join()
         drained_from = time.monotonic()
         wanted = {s.image_id for s in subs}
         rows: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             with psycopg.connect(db_url) as conn:
                 rows = {
@@ -260,16 +450,14 @@ def run(images: int, seed: int, rate: float, postgres: str) -> dict[str, Any]:
             fleet.restart_exited()
             time.sleep(1.0)
         drain_s = time.monotonic() - drained_from
-        groups = {
-            "darkroom.ingest": [UPLOADED],
-            "darkroom.thumbnail": [step_topic("thumbnail")],
-            "darkroom.results": [COMPLETED, FAILED],
-        }
+        watch.stop.set()
+        watcher.join(30)
         lag = {
-            g: committed_lag(settings, settings.topic(g), [settings.topic(t) for t in topics])
-            for g, topics in groups.items()
+            g: committed_lag(settings, settings.topic(f"darkroom.{g}"), [settings.topic(t) for t in topics])
+            for g, topics in GROUPS.items()
         }
     finally:
+        submitted.set()
         fleet.stop()
         stack.down()
         receiver.shutdown()
@@ -287,11 +475,14 @@ def run(images: int, seed: int, rate: float, postgres: str) -> dict[str, Any]:
         mismatches = sum(1 for i in wanted if i in rows and receiver.ids.get(i, set()) - {rows[i]["final_event_id"]})
         undelivered = len(wanted - receiver.delivered)
         unverified = receiver.unverified
-    logs = "".join(p.read_text(errors="replace") for p in (home / "logs").glob("*.log"))
+    text = "".join(p.read_text(errors="replace") for p in logs.glob("*.log"))
+    silence_s, silent = _longest_silence(logs, watch, faults.windows)
     figures: dict[str, Any] = {
         "benchmark": "chaos",
+        "mode": "processes" if processes else "separate",
         "seed": seed,
         "images": len(wanted),
+        "rate": rate,
         "completed": sum(1 for i in wanted if rows.get(i, {}).get("status") == "completed"),
         "failed": sum(1 for i in wanted if rows.get(i, {}).get("status") == "failed"),
         "lost": len(wanted - set(rows)),
@@ -299,16 +490,30 @@ def run(images: int, seed: int, rate: float, postgres: str) -> dict[str, Any]:
         "webhook_id_mismatches": mismatches,
         "webhooks_undelivered": undelivered,
         "unverified_webhooks": unverified,
+        "fault_cycles": faults.cycles,
         "kills": fleet.kills,
+        "store_kills": faults.store_kills,
+        "broker_kills": faults.broker_kills,
         "exits": fleet.exits,
-        "tracebacks": logs.count("Traceback"),
-        "pauses": logs.count("dependency unavailable; paused"),
-        "producer_rebuilds": logs.count("producer unusable; building a new one"),
+        "tracebacks": text.count("Traceback"),
+        "pauses": text.count("dependency unavailable; paused"),
+        "producer_rebuilds": text.count("producer unusable; building a new one"),
+        "watchdog_rebuilds": text.count("stalled; rebuilding"),
         "final_lag": lag,
+        "longest_stall_s": round(watch.longest_stall_s, 1),
+        "longest_stall": watch.worst,
+        "longest_silence_s": round(silence_s, 1),
+        "longest_silence": silent,
         "drain_seconds": round(drain_s, 1),
     }
     bad = ("lost", "failed", "duplicate_rows", "webhook_id_mismatches", "unverified_webhooks", "tracebacks")
-    figures["ok"] = all(figures[k] == 0 for k in bad) and sum(lag.values()) == 0 and undelivered == 0
+    figures["ok"] = (
+        all(figures[k] == 0 for k in bad)
+        and sum(lag.values()) == 0
+        and undelivered == 0
+        and watch.longest_stall_s <= BAR_S
+        and silence_s <= BAR_S
+    )
     return figures
 
 
@@ -316,11 +521,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--rate", type=float, default=0.0, help="uploads/s (default: images spread over 120 s)")
+    parser.add_argument("--rate", type=float, default=12.0, help="uploads/s")
+    parser.add_argument("--processes", action="store_true", help="run the workers under `darkroom run --processes`")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
-    rate = args.rate or args.images / 120.0
-    print(json.dumps(run(args.images, args.seed, rate, args.postgres)), flush=True)
+    print(json.dumps(run(args.images, args.seed, args.rate, args.postgres, args.processes)), flush=True)
 
 
 if __name__ == "__main__":

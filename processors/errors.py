@@ -39,7 +39,8 @@ tree where they enter darkroom, never passed through.
         │   ├── RegistryUnavailable         registry_unavailable
         │   └── DatabaseUnavailable         database_unavailable
         ├── ProcessingFailed                processing_failed
-        └── WebhookTargetUnresolvable       webhook_target_unresolvable
+        ├── WebhookTargetUnresolvable       webhook_target_unresolvable
+        └── WorkerStalled                   worker_stalled (a worker rebuilt its clients in vain: it exits)
 
 Workers treat ``DependencyUnavailable`` and ``AccessRefused`` as outages, not as the
 record's fault: they pause and wait instead of finalizing the image (``streams.runtime.worker``).
@@ -239,3 +240,10 @@ class WebhookTargetUnresolvable(RetryableError):
     """A webhook target's host name did not resolve (DNS may recover)."""
 
     code = "webhook_target_unresolvable"
+
+
+class WorkerStalled(RetryableError):
+    """A worker stayed stalled through every rebuild of its clients: its process exits
+    non-zero so that its supervisor (or Kubernetes) starts it afresh."""
+
+    code = "worker_stalled"

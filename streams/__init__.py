@@ -48,6 +48,7 @@ from processors.errors import (
     UnsupportedImage,
     WebhookTargetBlocked,
     WebhookTargetUnresolvable,
+    WorkerStalled,
 )
 from streams.client import Client, FinalEvent, Submission
 from streams.config import Settings, load_settings
@@ -93,5 +94,6 @@ __all__ = [
     "UnsupportedImage",
     "WebhookTargetBlocked",
     "WebhookTargetUnresolvable",
+    "WorkerStalled",
     "load_settings",
 ]

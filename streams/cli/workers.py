@@ -65,8 +65,7 @@ def _run_workers(settings: Settings, names: Sequence[str]) -> int:
     # until the supervisor runs, SIGTERM ends the process at once (nothing is in flight)
     supervisor = start_when_ready(settings, names, threading.Event())
     assert supervisor is not None
-    supervisor.run_until_signalled()
-    return 0
+    return supervisor.run_until_signalled()
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,7 +5,10 @@ when it commits, its assignment, its lag, and the outage it is paused on. From t
 
 - **healthy** unless a loop has stopped turning, or holds lag on its partitions and has
   made no progress for ``DARKROOM_STUCK_AFTER_S`` while not paused — a hung handler, a
-  wedged client. An orchestrator restarts an unhealthy process.
+  wedged client — or its watchdog found it stalled (``streams.runtime.watchdog``: lag
+  the broker sees and nobody reads, positions beyond a partition's end, a member the
+  broker forgot) and it has not committed since. An orchestrator restarts an unhealthy
+  process.
 - **ready** when healthy, every loop has joined its group (an assignment arrived; it may
   be empty when the group has more members than partitions) and none is paused. A worker
   waiting out an outage is not ready, with the reason, but healthy: restarting it would
@@ -37,12 +40,15 @@ class LoopState:
     partitions: int = 0
     lag: int = 0
     paused: str | None = None
+    stalled: str | None = None
+    """Why the watchdog found the loop stalled; cleared by its next commit."""
 
     def turned(self) -> None:
         self.beat = time.monotonic()
 
     def progressed(self) -> None:
         self.beat = self.progress = time.monotonic()
+        self.stalled = None
 
     def assigned(self, partitions: int, *, busy: bool) -> None:
         """An assignment arrived. Unless a batch is in hand (whose hang must not be hidden
@@ -59,6 +65,8 @@ class LoopState:
             problems.append(f"loop has not turned for {now - self.beat:.0f}s")
         if self.lag > 0 and self.paused is None and idle_s > stuck_after_s:
             problems.append(f"lag {self.lag} and no progress for {idle_s:.0f}s")
+        if self.stalled is not None:
+            problems.append(f"stalled: {self.stalled}")
         return {
             "name": self.name,
             "healthy": not problems,
@@ -68,6 +76,7 @@ class LoopState:
             "partitions": self.partitions,
             "lag": self.lag,
             "paused": self.paused,
+            "stalled": self.stalled,
             "idle_s": round(idle_s, 1),
         }
 

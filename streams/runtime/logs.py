@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import TextIO
+from collections.abc import MutableMapping
+from typing import Any, TextIO
 
 import structlog
 
 from streams.config import Settings
+
+
+def _add_pid(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Which process spoke: the children of ``darkroom run --processes`` share one output.
+    A line that names another process (the supervisor's about a child) keeps that pid."""
+    event.setdefault("pid", os.getpid())
+    return event
 
 
 def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
@@ -24,6 +33,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *([_add_pid] if fmt == "json" else []),
             structlog.processors.format_exc_info,
             renderer,
         ],

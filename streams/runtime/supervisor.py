@@ -3,7 +3,9 @@
 Each worker owns a thread with its own consumer and producer. On a signal every worker
 finishes the record in hand (produce, wait for delivery, commit), then leaves its group,
 so partitions move to other members at once. A worker that crashes is restarted with
-backoff; the others keep going.
+backoff; the others keep going. A worker that stayed stalled through every rebuild of its
+clients (``WorkerStalled``) stops them all instead: the process exits 1, so whatever
+started it (``darkroom run --processes``, systemd, Kubernetes) starts a fresh one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Protocol
 
 import structlog
 
-from processors.errors import DarkroomError
+from processors.errors import DarkroomError, WorkerStalled
 from streams.config import Settings
 from streams.observe import metrics
 from streams.runtime.worker import Worker, WorkerSpec
@@ -67,6 +69,8 @@ class Supervisor:
         self.services: list[Service] = [Worker(settings, spec) for spec in specs] + list(services)
         self.resources = list(resources)
         self.stop = threading.Event()
+        self.gave_up: WorkerStalled | None = None
+        """Set when a worker stalled beyond repair: every service stops, the process exits 1."""
         self._threads: list[threading.Thread] = []
 
     def _keep_running(self, service: Service) -> None:
@@ -74,6 +78,13 @@ class Supervisor:
         while not self.stop.is_set():
             try:
                 service.run(self.stop)
+            except WorkerStalled as exc:
+                _log.error(
+                    "worker stalled beyond repair; stopping the process", service=service.name, error=exc.message
+                )
+                self.gave_up = exc
+                self.stop.set()
+                return
             except DarkroomError as exc:  # e.g. a producer that kept failing: the worker left its group
                 _log.error("service stopped; restarting", service=service.name, error_code=exc.code, error=exc.message)
             except Exception:  # a bug: keep the other services alive, keep the traceback for the report
@@ -98,10 +109,12 @@ class Supervisor:
                 resource.close()
             self.resources.clear()
 
-    def run_until_signalled(self) -> None:
-        """Block until SIGTERM or SIGINT, then stop every worker and wait for them."""
+    def run_until_signalled(self) -> int:
+        """Block until SIGTERM or SIGINT (or a worker gave up), then stop every worker and
+        wait for them; the exit status: 1 if a worker gave up, else 0."""
         with stop_on_signals(self.stop):
             self.start()
             while not self.stop.wait(0.5):
                 pass
             self.join()
+        return 1 if self.gave_up is not None else 0

@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Generator, Sequence
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from processors import KNOWN_OPERATIONS
@@ -73,6 +73,43 @@ def read_until_idle(
                 if not msg.error():
                     last = time.monotonic()
                     yield msg
+    finally:
+        reader.close()
+
+
+def fetched_ends(
+    settings: Settings, positions: Sequence[TopicPartition], timeout_s: float = 10.0
+) -> dict[tuple[str, int], int]:
+    """Each partition's end (high watermark) as a fetch answer reports it: right on both
+    brokers, where the embedded one's ListOffsets end is not.
+
+    A throwaway reader is assigned at ``positions`` (negative offsets: the beginning) and
+    polled until a fetch has been answered for every partition; what it reads is dropped,
+    and it is kept small (one batch a partition). Raises ``BrokerUnavailable`` if some
+    partition got no answer within ``timeout_s``.
+    """
+    reader = make_consumer(
+        settings,
+        f"darkroom.ends-{uuid.uuid4()}",
+        **{"max.partition.fetch.bytes": 65536, "queued.max.messages.kbytes": 1024},
+    )
+    try:
+        starts = [(tp, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING) for tp in positions]
+        reader.assign([TopicPartition(tp.topic, tp.partition, offset) for tp, offset in starts])
+        ends: dict[tuple[str, int], int] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(ends) < len(positions):
+            if time.monotonic() > deadline:
+                missing = len(positions) - len(ends)
+                raise BrokerUnavailable(f"no fetch answer for {missing} partitions within {timeout_s:g}s")
+            reader.consume(100, timeout=0.1)
+            for tp in positions:
+                marks = reader.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), cached=True)
+                if marks is not None and marks[1] >= 0:  # a fresh reader has none before its first answer
+                    ends[(tp.topic, tp.partition)] = marks[1]
+        return ends
+    except KafkaException as exc:
+        raise BrokerUnavailable(f"cannot read partition ends: {exc}") from None
     finally:
         reader.close()
 

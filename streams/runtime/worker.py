@@ -42,6 +42,7 @@ tells a stuck worker from a paused one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -61,6 +62,7 @@ from processors.errors import (
     OutputRejected,
     ProcessingFailed,
     UndecodableEvent,
+    WorkerStalled,
 )
 from streams.config import Settings
 from streams.observe import metrics
@@ -68,6 +70,7 @@ from streams.observe.health import HEALTH, LoopState
 from streams.runtime.kafka import ProducerFailed, Record, deliver, discard_producer, make_consumer, make_producer
 from streams.runtime.retry import backoff_delay
 from streams.runtime.topics import DEAD_LETTER
+from streams.runtime.watchdog import Stall, Watchdog
 
 _POLL_WHILE_BUSY_S = 1.0
 """How often a long batch's (or a waiting worker's) loop polls its paused consumer."""
@@ -75,13 +78,13 @@ _MAX_PRODUCER_FAILURES = 3
 """Producers rebuilt in a row without one successful delivery before the worker gives up."""
 _OBSERVE_EVERY_S = 1.0
 """How often the loop reports its lag and beat (``_observe``)."""
+_MAX_REBUILDS = 3
+"""Rebuilds after a stall without a commit in between before the worker gives up and exits."""
+_STILL_PAUSED_EVERY_S = 60.0
+"""A pause says at least this often, at warning level, what it waits for."""
 
 OUTAGES = (DependencyUnavailable, AccessRefused)
 """Errors that pause a worker instead of failing the record in hand."""
-
-
-class _ConsumerStuck(BrokerUnavailable):
-    """The consumer holds partitions it never starts fetching: build a new one."""
 
 
 class _Stopping(DependencyUnavailable):
@@ -168,12 +171,6 @@ def _positions(batch: Sequence[Received], *, first: bool) -> list[TopicPartition
     return [TopicPartition(topic, partition, offset) for (topic, partition), offset in positions.items()]
 
 
-def _fetched(consumer: Consumer, tp: TopicPartition) -> bool:
-    """Whether a fetch for ``tp`` has been answered (it left a high watermark behind)."""
-    marks = consumer.get_watermark_offsets(tp, cached=True)
-    return marks is not None and marks[1] >= 0
-
-
 class Worker:
     def __init__(
         self, settings: Settings, spec: WorkerSpec, producers: Callable[[Settings], Producer] = make_producer
@@ -189,8 +186,14 @@ class Worker:
         """When each record stalled by an outage first stalled (its retry budget's start)."""
         self._outages = 0
         """Outage waits in a row: the backoff's exponent."""
-        self._unstarted_since: float | None = None
-        """Since when the consumer has held partitions without a fetch position."""
+        self._paused_since: float | None = None
+        """When the outage waits in a row began (None: not paused)."""
+        self.watchdog = Watchdog(settings, spec.group_id, self.log)
+        self._free_since = time.monotonic()
+        """Since the last commit, or the end of the last batch, outage wait or assignment:
+        how long the loop has been free to make progress without any (the watchdog's clock)."""
+        self._rebuilds = 0
+        """Rebuilds after stalls since the last commit."""
         self.health: LoopState = LoopState(spec.name)
         self._committed: dict[tuple[str, int], int] = {}
         """Per assigned partition: the next offset to read after the group's committed position."""
@@ -198,6 +201,8 @@ class Worker:
         self._paused_on: set[str] = set()
         self._busy = False
         """A batch is in hand (between taking it and committing it)."""
+        self._holding = False
+        """Inside ``_paused``: every assigned partition, and any newly assigned one, stays paused."""
 
     def run(self, stop: threading.Event) -> None:
         """Process records until ``stop`` is set; the batch in hand is always finished."""
@@ -211,13 +216,11 @@ class Worker:
         try:
             while not stop.is_set():
                 self._observe(consumer)
-                try:
-                    batch = self._next_batch(consumer)
-                except _ConsumerStuck as exc:
-                    self.log.warning("consumer stuck; building a new one", error=exc.message)
-                    consumer.close()
-                    consumer = self._subscribed()
+                stall = self.watchdog.check(consumer, time.monotonic() - self._free_since)
+                if stall is not None:
+                    consumer, producer = self._rebuilt(consumer, producer, stall)
                     continue
+                batch = self._next_batch(consumer)
                 if not batch:
                     continue
                 metrics.IN_FLIGHT.labels(self.spec.name).set(len(batch))
@@ -234,6 +237,7 @@ class Worker:
                         if producer_failures >= _MAX_PRODUCER_FAILURES:
                             raise
                         self.log.warning("producer unusable; building a new one", error=exc.message)
+                    self._busy = False
                     self._wait_out(consumer, batch, exc)
                     continue
                 producer_failures = 0
@@ -263,11 +267,47 @@ class Worker:
         )
         consumer = make_consumer(self.settings, self.spec.group_id, **extra)
         consumer.subscribe(list(self.spec.topics), on_assign=self._on_assign)
-        self._unstarted_since = None
+        self.watchdog.restarted()
+        self._free_since = time.monotonic()
         return consumer
 
+    def _rebuilt(self, consumer: Consumer, producer: Producer, stall: Stall) -> tuple[Consumer, Producer]:
+        """A stalled worker's new clients: the consumer rejoins and reads again from the
+        committed offsets (moved back first where they are past a partition's end). Raises
+        ``WorkerStalled`` when rebuilding has not helped ``_MAX_REBUILDS`` times, so the
+        process exits and its supervisor starts it afresh."""
+        self._rebuilds += 1
+        if self._rebuilds > _MAX_REBUILDS:
+            raise WorkerStalled(f"{stall.reason}; still stalled after {_MAX_REBUILDS} rebuilds")
+        self.health.stalled = stall.reason
+        rewind = {f"{tp.topic} [{tp.partition}]": tp.offset for tp in stall.rewind}
+        self.log.warning(
+            "stalled; rebuilding the consumer and producer, reading again from the committed offsets",
+            reason=stall.reason,
+            rewind=rewind or None,
+            rebuild=self._rebuilds,
+        )
+        if stall.rewind:
+            try:
+                consumer.commit(offsets=stall.rewind, asynchronous=False)
+            except KafkaException as exc:  # asked again after the rebuild, as a member
+                self.log.warning("could not move the committed offsets back", error=str(exc))
+        consumer.close()
+        discard_producer(producer)
+        return self._subscribed(), self.producers(self.settings)
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """The group answered: the worker has joined (its share may be empty)."""
+        """The group answered: the worker has joined (its share may be empty).
+
+        librdkafka keeps a partition's pause through its loss and re-assignment, so each
+        partition handed out is set as the loop wants it now: paused inside ``_paused``
+        (whose end resumes it), fetching otherwise. Before, a partition lost while the
+        worker waited out an outage came back paused after the wait and was never read."""
+        if self._holding:
+            consumer.pause(partitions)
+        else:
+            consumer.resume(partitions)
+        self._free_since = time.monotonic()
         self.health.assigned(len(consumer.assignment()) + len(partitions), busy=self._busy)
 
     # -- reporting ------------------------------------------------------------------
@@ -309,27 +349,14 @@ class Worker:
     def _resumed(self) -> None:
         """A batch went through (or the worker stops): no longer paused on an outage."""
         self._outages = 0
+        if self._paused_since is not None:
+            self.log.info("resumed after an outage", paused_s=round(time.monotonic() - self._paused_since, 1))
+            self._paused_since = None
         if self.health.paused is not None:
             self.health.paused = None
             for dependency in self._paused_on:
                 metrics.PAUSED.labels(self.spec.name, dependency).set(0)
             self._paused_on.clear()
-
-    def _check_started(self, consumer: Consumer) -> None:
-        """Raise ``_ConsumerStuck`` when the consumer has held partitions without a single
-        fetch answer (no cached high watermark) for three session timeouts, at least 30 s.
-        Seen on the embedded broker after it restarted under a consumer: the committed
-        offsets were never fetched, so nothing was read again. Rejoining gets it going; a
-        healthy idle consumer keeps fetching and always has watermarks."""
-        assignment = consumer.assignment()
-        if not assignment or any(_fetched(consumer, tp) for tp in assignment):
-            self._unstarted_since = None
-            return
-        now = time.monotonic()
-        if self._unstarted_since is None:
-            self._unstarted_since = now
-        elif (idle := now - self._unstarted_since) > max(30.0, 3 * self.settings.session_timeout_ms / 1000):
-            raise _ConsumerStuck(f"{len(assignment)} partitions assigned, none fetched for {idle:.0f}s")
 
     def _delay(self, attempt: int) -> float:
         return backoff_delay(attempt, self.settings.retry_backoff_s, self.settings.retry_max_backoff_s)
@@ -343,9 +370,7 @@ class Worker:
         """
         first = consumer.poll(0.5)
         if first is None:
-            self._check_started(consumer)
             return []
-        self._unstarted_since = None
         polled = [first]
         size = min(self.settings.batch_size, self.spec.max_batch or self.settings.batch_size)
         if size > 1:
@@ -371,29 +396,34 @@ class Worker:
         partition is fetched afresh, which costs time.
         """
         future = busy.submit(self._process, batch)
-        deadline = time.monotonic() + self.settings.max_poll_interval_ms / 2000
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                return future.result(timeout=min(left, _OBSERVE_EVERY_S))
-            except FutureTimeout:
-                self._observe(consumer)
-        self.log.info("long batch; pausing partitions and polling to keep group membership")
-        with self._paused(consumer):
-            while True:
+        try:
+            deadline = time.monotonic() + self.settings.max_poll_interval_ms / 2000
+            while (left := deadline - time.monotonic()) > 0:
                 try:
-                    return future.result(timeout=_POLL_WHILE_BUSY_S)
+                    return future.result(timeout=min(left, _OBSERVE_EVERY_S))
                 except FutureTimeout:
-                    self._put_back(consumer, consumer.poll(0))
                     self._observe(consumer)
+            self.log.info("long batch; pausing partitions and polling to keep group membership")
+            with self._paused(consumer):
+                while True:
+                    try:
+                        return future.result(timeout=_POLL_WHILE_BUSY_S)
+                    except FutureTimeout:
+                        self._put_back(consumer, consumer.poll(0))
+                        self._observe(consumer)
+        finally:  # time in a batch is the handler's, not the watchdog's (health watches hung handlers)
+            self._free_since = time.monotonic()
 
     @contextlib.contextmanager
     def _paused(self, consumer: Consumer) -> Iterator[None]:
         """Every assigned partition paused inside: the loop keeps polling (membership,
         rebalances) without taking records; what a new assignment hands out is put back."""
+        self._holding = True
         consumer.pause(consumer.assignment())
         try:
             yield
         finally:
+            self._holding = False
             consumer.resume(consumer.assignment())
 
     def _put_back(self, consumer: Consumer, msg: Message | None) -> None:
@@ -602,6 +632,7 @@ class Worker:
             for tp in positions:
                 self._committed[(tp.topic, tp.partition)] = tp.offset
             self.health.progressed()
+            self._free_since, self._rebuilds = time.monotonic(), 0
             return
 
     # -- waiting out an outage ------------------------------------------------------------
@@ -616,22 +647,27 @@ class Worker:
         metrics.PAUSED.labels(self.spec.name, dependency).set(1)
         self._paused_on.add(dependency)
         self.health.paused = f"{exc.code}: {exc.message}"
+        now = time.monotonic()
+        if self._paused_since is None:
+            self._paused_since = now
         level = "error" if isinstance(exc, AccessRefused) else "warning"
-        getattr(self.log, level)(
-            "dependency unavailable; paused, will retry",
-            error_code=exc.code,
-            error=exc.message,
-            delay_s=round(delay, 2),
-            waits=self._outages,
-        )
+        said = functools.partial(getattr(self.log, level), error_code=exc.code, error=exc.message, waits=self._outages)
+        paused_s = round(now - self._paused_since)
+        said("dependency unavailable; paused, will retry", delay_s=round(delay, 2), paused_s=paused_s)
         for tp in _positions(rest, first=True):
             with contextlib.suppress(KafkaException):  # no longer assigned: its new owner reads it
                 consumer.seek(tp)
-        deadline = time.monotonic() + delay
-        with self._paused(consumer):
-            while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
-                self._put_back(consumer, consumer.poll(min(left, _POLL_WHILE_BUSY_S)))
-                self._observe(consumer)
+        deadline, last_said = now + delay, now
+        try:
+            with self._paused(consumer):
+                while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                    self._put_back(consumer, consumer.poll(min(left, _POLL_WHILE_BUSY_S)))
+                    self._observe(consumer)
+                    if time.monotonic() - last_said >= _STILL_PAUSED_EVERY_S:  # a long backoff
+                        last_said = time.monotonic()
+                        said("still paused", paused_s=round(last_said - self._paused_since), retry_in_s=round(left))
+        finally:
+            self._free_since = time.monotonic()
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():

@@ -50,6 +50,7 @@ def test_the_exported_names_are_exactly_these() -> None:
         "UnsupportedImage",
         "WebhookTargetBlocked",
         "WebhookTargetUnresolvable",
+        "WorkerStalled",
         "load_settings",
     ]
 

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -39,7 +39,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Stack]]:
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Stack, int]]:
+    """Settings, the stack that runs the object store, and the broker's pid."""
     base = load_settings(
         home=tmp_path_factory.mktemp("fault-home"),
         session_timeout_ms=6000,
@@ -62,7 +63,7 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settin
     stack = Stack(settings)  # the object store alone: the broker is configured
     try:
         stack.up()
-        yield settings, stack
+        yield settings, stack, broker.pid
     finally:
         stack.down()
         broker.terminate()
@@ -70,7 +71,7 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settin
 
 
 @pytest.fixture
-def fault_settings(own_stack: tuple[Settings, Stack]) -> Settings:
+def fault_settings(own_stack: tuple[Settings, Stack, int]) -> Settings:
     s = dataclasses.replace(own_stack[0], topic_prefix=f"f{uuid.uuid4().hex[:10]}.")
     ensure_topics(s)
     return s
@@ -99,11 +100,11 @@ def _lag(settings: Settings, group: str, topic: str) -> int:
 
 
 def test_a_stopped_then_frozen_object_store_pauses_work_and_fails_nothing(
-    own_stack: tuple[Settings, Stack], fault_settings: Settings
+    own_stack: tuple[Settings, Stack, int], fault_settings: Settings
 ) -> None:
     """Longer than the storage retries' window (2 tries here): before, every image in
     flight ended ``storage_unavailable``; now the workers pause and all complete."""
-    _, stack = own_stack
+    _, stack, _ = own_stack
     client = Client(fault_settings)
     spec = "thumbnail:sizes=64+256+512+1024"
     warmup = [client.submit(photo_jpeg(640, 480, seed=99), "w.jpg", spec)]
@@ -131,6 +132,53 @@ def test_a_stopped_then_frozen_object_store_pauses_work_and_fails_nothing(
     # the outage met work in flight: the workers paused on it
     paused = {e["error_code"] for e in logs if e["event"] == "dependency unavailable; paused, will retry"}
     assert "storage_unavailable" in paused
+
+
+def _wait_for(what: str, condition: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout_s:g}s"
+        time.sleep(0.1)
+
+
+def test_a_worker_paused_when_the_group_takes_its_partitions_reads_them_again(
+    own_stack: tuple[Settings, Stack, int], fault_settings: Settings
+) -> None:
+    """The bug behind the chaos runs' silent stalls, caused for real: a worker pauses on a
+    dead object store; while it waits, the broker freezes past the session timeout, so the
+    group takes the worker's partitions away; the wait ends before the group gives them
+    back. librdkafka keeps a partition's pause through its loss, and the end of the wait
+    resumed only what was assigned at that moment (nothing), so the partitions handed
+    back stayed paused: the worker polled an empty consumer forever, alive and silent."""
+    _, stack, broker = own_stack
+    settings = dataclasses.replace(fault_settings, retry_backoff_s=16.0, retry_max_backoff_s=16.0)
+    client = Client(settings)
+    spec = "thumbnail:sizes=64+256+512+1024"
+    warmup = [client.submit(photo_jpeg(640, 480, seed=99), "w.jpg", spec)]
+    with structlog.testing.capture_logs() as logs:
+        supervisor = Supervisor(settings, worker_specs(settings, ["ingest", "thumbnail"]))
+        supervisor.start()
+        try:
+            assert client.wait(warmup, timeout_s=60)
+            subs = [client.submit(photo_jpeg(1600, 1200, seed=i), f"p{i}.jpg", spec) for i in range(12)]
+            _stop(_weed_pid(stack))
+
+            def paused() -> bool:
+                return any(e["event"] == "dependency unavailable; paused, will retry" for e in logs)
+
+            _wait_for("a pause on the dead store", paused, 30)
+            os.kill(broker, signal.SIGSTOP)  # the session times out inside the first wait (8–16 s)
+            time.sleep(settings.retry_backoff_s + 2)  # ... which is over before the group answers again
+            os.kill(broker, signal.SIGCONT)
+            stack.up()
+            finals = client.wait(subs, timeout_s=90)
+        finally:
+            os.kill(broker, signal.SIGCONT)
+            supervisor.stop.set()
+            supervisor.join(60)
+    assert {s.image_id: finals[s.image_id].status for s in subs if s.image_id in finals} == {
+        s.image_id: "completed" for s in subs
+    }
 
 
 def _poisoned(spec: WorkerSpec) -> WorkerSpec:
