@@ -17,7 +17,6 @@ Prints one JSON line on stdout; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
@@ -110,7 +109,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="darkroom-bench-") as home:
         port = _free_port()
         base = throwaway_settings(load_settings(log_format="json", log_level="warning"), Path(home))
-        settings = dataclasses.replace(base, api_port=port, api_rate_per_minute=10**9)
+        settings = base.replace(api_port=port, api_rate_per_minute=10**9)
         stack = Stack(settings)
         stack.up()
         server = None

@@ -400,8 +400,7 @@ def run(images: int, seed: int, rate: float, postgres: str, processes: bool) -> 
     settings = throwaway_settings(
         load_settings(home=home, log_format="json", session_timeout_ms=6000, database_url=db_url), home
     )
-    settings = dataclasses.replace(
-        settings,
+    settings = settings.replace(
         retry_backoff_s=0.5,
         retry_max_backoff_s=5.0,
         storage_attempts=3,
@@ -411,7 +410,7 @@ def run(images: int, seed: int, rate: float, postgres: str, processes: bool) -> 
         webhook_schedule=",".join(["0"] + ["1"] * 29),
         webhook_timeout_s=5.0,
     )
-    configure_logging(dataclasses.replace(settings, log_level="error"))  # stdout is for the JSON line
+    configure_logging(settings.replace(log_level="error"))  # stdout is for the JSON line
     stack = Stack(settings)
     stack.up()
     ensure_topics(settings)

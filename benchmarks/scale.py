@@ -43,7 +43,6 @@ Prints one JSON line on stdout; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
@@ -185,7 +184,7 @@ def run_side(
 ) -> dict[str, Any]:
     """One run of ``darkroom run`` with ``processes`` thumbnail processes over the burst."""
     prefix = f"scale{round_no}p{processes}."
-    settings = dataclasses.replace(base, topic_prefix=prefix)
+    settings = base.replace(topic_prefix=prefix)
     ensure_topics(settings)
     port = _free_port()
     env = {

@@ -12,7 +12,6 @@ line on stdout.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 import threading
@@ -141,8 +140,7 @@ def main() -> None:
     servers = [serve(0.0), serve(args.slow_s)]
     try:
         with tempfile.TemporaryDirectory() as home:
-            settings = dataclasses.replace(
-                load_settings(home=Path(home)),
+            settings = load_settings(home=Path(home)).replace(
                 database_url=args.postgres.rsplit("/", 1)[0] + f"/{name}",
                 webhook_allow_networks="127.0.0.1/32",
                 webhook_max_in_flight_per_host=MAX_IN_FLIGHT_PER_HOST,

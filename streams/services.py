@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import closing
 
 import structlog
 
-from processors import AVAILABLE_OPERATIONS, KNOWN_OPERATIONS
+from processors import AVAILABLE_OPERATIONS
 from processors.errors import ConfigurationError, DependencyUnavailable
 from processors.upscale.host import usable_cpus
-from streams.config import Settings
+from streams.config import SERVICE_NAMES, Settings
 from streams.handlers.steps import worker_specs
 from streams.notifications.worker import notifications_spec
 from streams.runtime.processes import Child
@@ -30,7 +29,7 @@ SINKS = ("results", "webhooks")
 ALL = ("ingest", *AVAILABLE_OPERATIONS, *SINKS)
 NOTIFICATIONS = "notifications"
 """MinIO bucket notifications → uploads; `run` starts it when DARKROOM_NOTIFICATIONS_TOPIC is set."""
-NAMES = ("ingest", *KNOWN_OPERATIONS, *SINKS, NOTIFICATIONS)
+NAMES = SERVICE_NAMES
 _CPU_BOUND = ("enhance", "thumbnail")
 """Services whose default process count grows with the CPUs (half of them: the broker and
 the object store often share the machine). Upscale keeps one: its torch threads already
@@ -42,18 +41,14 @@ def cpus() -> int:
     return usable_cpus()
 
 
-def process_counts(spec: str, names: Sequence[str]) -> dict[str, int]:
-    """How many processes each of ``names`` gets: ``spec`` ("thumbnail=4,upscale=1"; 0 runs
-    none) over the defaults."""
-    counts = {name: max(1, cpus() // 2) if name in _CPU_BOUND else 1 for name in names}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        name, sep, count = item.partition("=")
-        if not sep or name.strip() not in names or not re.fullmatch(r"[0-9]{1,4}", count.strip()):
-            raise ConfigurationError(
-                f"invalid process counts {spec!r}: expected NAME=COUNT,… with NAME one of {', '.join(names)}"
-            )
-        counts[name.strip()] = int(count)
-    return counts
+def process_counts(given: Mapping[str, int], names: Sequence[str]) -> dict[str, int]:
+    """How many processes each of ``names`` gets: ``given`` (``DARKROOM_PROCESSES`` or
+    ``run --processes``, parsed by ``streams.config.parse_process_counts``; 0 runs none)
+    over the defaults."""
+    others = sorted(set(given) - set(names))
+    if others:
+        raise ConfigurationError(f"invalid process counts: {', '.join(others)} not among {', '.join(names)}")
+    return {name: max(1, cpus() // 2) if name in _CPU_BOUND else 1 for name in names} | dict(given)
 
 
 def children(settings: Settings, counts: dict[str, int]) -> list[Child]:

@@ -9,7 +9,6 @@ records.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
@@ -55,8 +54,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 
         with KafkaContainer().with_kraft() as kafka, MinioContainer() as minio:
             cfg = minio.get_config()
-            settings = dataclasses.replace(
-                base,
+            settings = base.replace(
                 kafka_bootstrap=kafka.get_bootstrap_server(),
                 s3_endpoint=cfg["endpoint"],
                 s3_access_key=cfg["access_key"],
@@ -77,7 +75,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 @pytest.fixture
 def settings(stack_settings: Settings) -> Settings:
     """Per-test settings: fresh topics and consumer groups under a unique prefix."""
-    s = dataclasses.replace(stack_settings, topic_prefix=f"t{uuid.uuid4().hex[:10]}.", storage_backoff_s=0.05)
+    s = stack_settings.replace(topic_prefix=f"t{uuid.uuid4().hex[:10]}.", storage_backoff_s=0.05)
     ensure_topics(s)
     return s
 

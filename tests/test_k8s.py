@@ -13,7 +13,6 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 from unittest.mock import MagicMock
@@ -196,7 +195,7 @@ def test_probes_and_the_metrics_port_agree_with_the_settings_and_the_server() ->
 
 
 def test_every_darkroom_variable_is_a_setting_and_secrets_stay_in_the_secret() -> None:
-    known = {PREFIX + f.name.upper() for f in fields(Settings)}
+    known = {PREFIX + name.upper() for name in Settings.model_fields}
     config = config_env()
     assert set(config) <= known, set(config) - known
     assert not set(config) & SECRET_SETTINGS, "a secret in the ConfigMap"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import fields
 from pathlib import Path
 
 from processors import errors
@@ -23,9 +22,42 @@ def test_it_opens_with_exactly_two_commands() -> None:
     assert re.search(r"^make test$", ci, re.M)
 
 
-def test_every_setting_is_documented() -> None:
-    for f in fields(Settings):
-        assert f"{PREFIX}{f.name.upper()}" in README, f"{PREFIX}{f.name.upper()} is not in the README"
+def _configuration_table() -> dict[str, str | None]:
+    """The README's Configuration table: each variable → the default its row writes as a
+    value (``None`` where the row describes it in words: *(embedded)*, *(none)*…)."""
+    section = README[README.index("## Configuration") :]
+    section = section[: section.index("\n## ", 1)]
+    rows: dict[str, str | None] = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`DARKROOM_"):
+            names = re.findall(r"`(DARKROOM_[A-Z0-9_]+)`", cells[0])
+            values: list[str | None] = list(re.findall(r"`([^`]*)`", cells[1])) if cells[1].startswith("`") else []
+            if len(values) != len(names):  # one value per name, or the row's first for a single name
+                values = values[:1] if len(names) == 1 and values else [None] * len(names)
+            rows.update(zip(names, values, strict=True))
+    return rows
+
+
+def test_the_configuration_table_is_the_settings_model() -> None:
+    """Every setting has a row and every row a setting; a default the table writes as a
+    value is the model's default, as ``to_env`` writes it."""
+    table = _configuration_table()
+    assert set(table) == {PREFIX + name.upper() for name in Settings.model_fields}
+    defaults = Settings.model_construct().to_env()
+    written = {name: value for name, value in table.items() if value is not None}
+    assert len(written) >= 40
+    for name, value in written.items():
+        shown = str(Path(value).expanduser()) if value.startswith("~") else value
+        assert _same(shown, defaults[name]), (name, value, defaults[name])
+
+
+def _same(shown: str, default: str) -> bool:
+    """``10`` is ``10.0``; ``0,5`` is ``0.0,5.0``."""
+    try:
+        return [float(x) for x in shown.split(",")] == [float(x) for x in default.split(",")]
+    except ValueError:
+        return shown == default
 
 
 def test_every_error_code_is_documented() -> None:

@@ -37,7 +37,6 @@ from streams.runtime.retry import retry
 from streams.runtime.storage import ObjectStore
 from streams.sinks.database import Database, Row, now_ms
 from streams.sinks.results import get_result
-from streams.sinks.webhooks import parse_secrets
 from streams.wire import pipeline as pipelines
 from streams.wire.events import IMAGE_ID, Event, api_order_key
 
@@ -97,7 +96,7 @@ class Images:
                 raise InvalidPipeline("empty pipeline: name at least one operation or a preset")
         pipelines.validate(steps)
         if callback_url is not None:
-            if not parse_secrets(self.settings.webhook_secrets):
+            if not self.settings.webhook_secrets:
                 raise InvalidParameters("callback_url: this server has no DARKROOM_WEBHOOK_SECRETS to sign webhooks")
             self._guard.admit(callback_url)
         return Order(steps, preset, callback_url)
@@ -281,7 +280,7 @@ class Images:
         """The upscale models as ``darkroom models list`` shows them (no paths: they are the server's business)."""
         from processors.upscale import weights  # imports torch: only when asked
 
-        directory = self.settings.home / "models"  # where `models fetch` puts them (handlers' upscale_config)
+        directory = self.settings.upscale().model_dir  # where `models fetch` puts them
         return {
             "models": [
                 {k: getattr(m, k) for k in ("name", "description", "present", "source", "sha256", "size")}

@@ -7,7 +7,6 @@ exit: 2 for usage and configuration mistakes, 1 for everything else.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -57,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         if args.command not in _SERVICES and PREFIX + "LOG_LEVEL" not in os.environ:
-            settings = dataclasses.replace(settings, log_level="error")  # a failure is its one error line
+            settings = settings.replace(log_level="error")  # a failure is its one error line
         configure_logging(settings)
         code: int = args.func(args, settings)
         return code

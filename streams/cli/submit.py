@@ -11,7 +11,6 @@ from typing import Any
 from processors.errors import ConfigurationError, FileTooLarge, InvalidParameters, LocalFileError
 from streams.cli.common import EXIT_FAILED, print_json
 from streams.config import Settings
-from streams.sinks.webhooks import parse_secrets
 from streams.wire import pipeline as pipelines
 
 
@@ -53,7 +52,7 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidParameters(f"no such file: {', '.join(missing)}")
     steps = pipelines.parse_spec(args.pipeline)
     pipelines.validate(steps)  # before touching storage: a typo is the user's error, not an outage
-    if args.callback and not parse_secrets(settings.webhook_secrets):  # a malformed one raises here too
+    if args.callback and not settings.webhook_secrets:
         raise ConfigurationError("--callback needs DARKROOM_WEBHOOK_SECRETS to sign its webhooks")
     client = Client(settings)
     subs = [client.submit_file(p, steps, callback_url=args.callback, tenant=args.tenant) for p in paths]

@@ -72,13 +72,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from streams.services import ALL, NOTIFICATIONS, children, process_counts
 
     names = (*ALL, NOTIFICATIONS) if settings.notifications_topic else ALL
-    spec = args.processes if args.processes is not None else settings.processes
-    counts = process_counts(spec, names)
+    given = settings.processes if args.processes is None else _process_counts(args.processes)
+    counts = process_counts(given, names)
     if settings.api_port:  # the HTTP API on a thread of this process (README, *HTTP API*)
         from streams.cli.api import serve_in_background
 
         serve_in_background(settings)
-    if not spec and all(count <= 1 for count in counts.values()):  # one process of threads, as before
+    if not given and all(count <= 1 for count in counts.values()):  # one process of threads, as before
         return _run_workers(settings, [name for name in names if counts[name]])
     from streams.runtime.processes import ProcessSupervisor, use_multiprocess_metrics
 
@@ -91,6 +91,17 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return supervisor.run_until_signalled()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _process_counts(raw: str) -> dict[str, int]:
+    """``--processes`` as ``DARKROOM_PROCESSES`` reads it."""
+    from processors.errors import ConfigurationError
+    from streams.config import parse_process_counts
+
+    try:
+        return parse_process_counts(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid --processes: {exc}") from None
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -11,7 +11,6 @@ A service that is configured externally (``DARKROOM_KAFKA_BOOTSTRAP``,
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import os
@@ -68,8 +67,7 @@ def free_port_block(count: int) -> list[int]:
 def throwaway_settings(settings: Settings, home: Path) -> Settings:
     """``settings`` with an embedded stack of its own: fresh home, free ports."""
     kafka, s3, master, volume, filer, admin = free_port_block(6)
-    return dataclasses.replace(
-        settings,
+    return settings.replace(
         home=home,
         kafka_bootstrap="",
         s3_endpoint="",

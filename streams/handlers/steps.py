@@ -32,7 +32,7 @@ from processors.errors import (
     WebhookTargetBlocked,
 )
 from processors.operation import Operation, Rendition
-from processors.upscale import Upscale, UpscaleConfig
+from processors.upscale import Upscale
 from streams.config import Settings
 from streams.observe import metrics
 from streams.runtime.egress import EgressGuard
@@ -306,15 +306,10 @@ def ingest_spec(settings: Settings, serdes: Serdes) -> WorkerSpec:
     )
 
 
-def upscale_config(settings: Settings) -> UpscaleConfig:
-    """The upscale operation's configuration: weights in ``$DARKROOM_HOME/models``, where ``models fetch`` puts them."""
-    return UpscaleConfig(model_dir=settings.home / "models")
-
-
 def operation_for(settings: Settings, name: str) -> Operation:
     """The operation called ``name``, configured for these settings (upscale's model directory)."""
     if name == "upscale":
-        return Upscale(upscale_config(settings))
+        return Upscale(settings.upscale())
     return get_operation(name)
 
 

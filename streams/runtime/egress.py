@@ -26,11 +26,10 @@ from typing import Any
 
 import httpx2
 
-from processors.errors import ConfigurationError, InvalidWebhookUrl, WebhookTargetBlocked, WebhookTargetUnresolvable
-from streams.config import PREFIX, Settings
+from processors.errors import InvalidWebhookUrl, WebhookTargetBlocked, WebhookTargetUnresolvable
+from streams.config import IPNetwork, Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Sequence[str]]
 """``(host, port) -> addresses``; the real one is ``system_resolver`` (``getaddrinfo``)."""
 
@@ -125,22 +124,6 @@ def blocked_reason(ip: IPAddress, allow_networks: Sequence[IPNetwork] = ()) -> s
     return label
 
 
-def parse_networks(raw: str) -> tuple[IPNetwork, ...]:
-    """``"127.0.0.1/32,::1/128"`` → networks; a bare address means just that address."""
-    networks: list[IPNetwork] = []
-    bad: list[str] = []
-    for item in raw.replace(" ", ",").split(","):
-        if not item:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(item, strict=True))
-        except ValueError:
-            bad.append(item)
-    if bad:
-        raise ValueError(f"not IP networks: {', '.join(bad)}")
-    return tuple(networks)
-
-
 def system_resolver(host: str, port: int) -> list[str]:
     """Every address ``getaddrinfo`` gives for ``host``, in its order, without duplicates."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -224,10 +207,7 @@ class EgressGuard:
     @classmethod
     def from_settings(cls, settings: Settings) -> EgressGuard:
         """The guard for ``DARKROOM_WEBHOOK_ALLOW_NETWORKS``."""
-        try:
-            return cls(allow_networks=parse_networks(settings.webhook_allow_networks))
-        except ValueError as exc:
-            raise ConfigurationError(f"invalid configuration: {PREFIX}WEBHOOK_ALLOW_NETWORKS: {exc}") from None
+        return cls(allow_networks=settings.webhook_allow_networks)
 
     def admit(self, url: str, *, resolve: bool = True) -> None:
         """Refuse a target where it enters (subscribe, submit, an upload's callback).

@@ -54,7 +54,7 @@ def _statements(script: str) -> list[str]:
 
 
 def _url(settings: Settings) -> str:
-    return settings.database_url or f"sqlite:///{settings.home / 'results.sqlite3'}"
+    return settings.database_url.get_secret_value() or f"sqlite:///{settings.home / 'results.sqlite3'}"
 
 
 def sqlite_path(settings: Settings) -> Path | None:

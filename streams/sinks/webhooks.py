@@ -22,7 +22,6 @@ Secrets are held by ``WebhookSecret``, whose repr hides them; nothing here logs.
 from __future__ import annotations
 
 import base64
-import binascii
 import email.utils
 import json
 import random
@@ -39,21 +38,15 @@ import httpx2
 from standardwebhooks import Webhook
 
 from processors.errors import (
-    ConfigurationError,
     InvalidWebhookSecret,
     InvalidWebhookUrl,
     WebhookTargetBlocked,
     WebhookTargetUnresolvable,
 )
-from streams.config import PREFIX, Settings
-from streams.runtime.egress import EgressGuard, IPNetwork, parse_networks, parse_target
+from streams.config import IPNetwork, Settings, webhook_secret_key
+from streams.runtime.egress import EgressGuard, parse_target
 
 USER_AGENT = "darkroom-webhooks/1"
-DEFAULT_SCHEDULE_S: tuple[float, ...] = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-"""Delay before attempt 1, 2, …: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h."""
-DEFAULT_TIMEOUT_S = 15.0
-"""Per attempt; the spec recommends 15–30 s."""
-DEFAULT_MAX_IN_FLIGHT_PER_HOST = 4
 JITTER = 0.2
 """Each scheduled delay is multiplied by a factor drawn from [1 - JITTER, 1 + JITTER]."""
 MAX_RETRY_AFTER_S = 86_400.0
@@ -90,13 +83,10 @@ class WebhookSecret:
     __slots__ = ("_signer",)
 
     def __init__(self, secret: str) -> None:
-        body = secret[len(_SECRET_PREFIX) :] if secret.startswith(_SECRET_PREFIX) else None
         try:
-            key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True) if body else b""
-        except (binascii.Error, ValueError):
-            key = b""
-        if not 24 <= len(key) <= 64:
-            raise InvalidWebhookSecret("a webhook secret must be 'whsec_' followed by base64 of 24 to 64 bytes")
+            key = webhook_secret_key(secret)
+        except ValueError as exc:
+            raise InvalidWebhookSecret(str(exc)) from None
         self._signer = Webhook(key)
 
     def sign(self, webhook_id: str, timestamp: int, payload: bytes) -> str:
@@ -116,9 +106,9 @@ def new_secret() -> str:
     return _SECRET_PREFIX + base64.b64encode(_secrets.token_bytes(32)).decode("ascii")
 
 
-def parse_secrets(raw: str) -> tuple[WebhookSecret, ...]:
-    """Comma- or space-separated ``whsec_…`` secrets, current first."""
-    return tuple(WebhookSecret(s) for s in raw.replace(",", " ").split())
+def secrets_from(settings: Settings) -> tuple[WebhookSecret, ...]:
+    """``DARKROOM_WEBHOOK_SECRETS``, current first (checked when the settings were read)."""
+    return tuple(WebhookSecret(s.get_secret_value()) for s in settings.webhook_secrets)
 
 
 def _as_secrets(secrets: Sequence[WebhookSecret | str]) -> tuple[WebhookSecret, ...]:
@@ -175,7 +165,7 @@ class AttemptResult:
     duration_s: float = 0.0
 
 
-def new_client(*, timeout_s: float = DEFAULT_TIMEOUT_S, verify: ssl.SSLContext | bool = True) -> httpx2.Client:
+def new_client(*, timeout_s: float, verify: ssl.SSLContext | bool = True) -> httpx2.Client:
     """The HTTP client for ``send``: no redirects, no proxies from the environment, no keep-alive.
 
     No proxies, because a proxy would resolve the name again and undo the egress pinning.
@@ -314,20 +304,9 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
 _RNG = random.Random()
 
 
-def parse_schedule(raw: str) -> tuple[float, ...]:
-    """``"0,5,300"`` → delays in seconds before attempt 1, 2, 3; non-empty, none negative."""
-    try:
-        delays = tuple(float(item) for item in raw.replace(" ", "").split(",") if item)
-    except ValueError:
-        raise ValueError(f"expected comma-separated seconds, got {raw!r}") from None
-    if not delays or any(d < 0 or d != d for d in delays):
-        raise ValueError(f"expected one or more non-negative delays, got {raw!r}")
-    return delays
-
-
 def next_delay(
     attempts_made: int,
-    schedule: Sequence[float] = DEFAULT_SCHEDULE_S,
+    schedule: Sequence[float],
     retry_after_s: float | None = None,
     rng: random.Random | None = None,
 ) -> float | None:
@@ -500,39 +479,23 @@ class TargetLimiter:
 
 @dataclass(frozen=True, kw_only=True)
 class WebhookConfig:
-    """The webhook settings, parsed and validated once; ``secrets`` sign per-upload callbacks."""
+    """The ``DARKROOM_WEBHOOK_*`` settings as the dispatcher uses them; ``secrets`` sign
+    per-upload callbacks."""
 
-    schedule: tuple[float, ...] = DEFAULT_SCHEDULE_S
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    max_in_flight_per_host: int = DEFAULT_MAX_IN_FLIGHT_PER_HOST
-    allow_networks: tuple[IPNetwork, ...] = ()
-    secrets: tuple[WebhookSecret, ...] = field(default=(), repr=False)
+    schedule: tuple[float, ...]
+    timeout_s: float
+    max_in_flight_per_host: int
+    allow_networks: tuple[IPNetwork, ...]
+    secrets: tuple[WebhookSecret, ...] = field(repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookConfig:
-        """Parse the ``DARKROOM_WEBHOOK_*`` settings, reporting every bad one at once."""
-        problems: list[str] = []
-        values: dict[str, Any] = {}
-        parsers: dict[str, tuple[str, Any]] = {
-            "schedule": ("webhook_schedule", parse_schedule),
-            "allow_networks": ("webhook_allow_networks", parse_networks),
-            "secrets": ("webhook_secrets", parse_secrets),
-        }
-        for name, (setting, parse) in parsers.items():
-            try:
-                values[name] = parse(getattr(settings, setting))
-            except (ValueError, InvalidWebhookSecret) as exc:
-                problems.append(f"{PREFIX}{setting.upper()}: {exc}")
-        if not settings.webhook_timeout_s > 0:
-            problems.append(f"{PREFIX}WEBHOOK_TIMEOUT_S: must be > 0")
-        if settings.webhook_max_in_flight_per_host < 1:
-            problems.append(f"{PREFIX}WEBHOOK_MAX_IN_FLIGHT_PER_HOST: must be >= 1")
-        if problems:
-            raise ConfigurationError("invalid configuration: " + "; ".join(problems))
         return cls(
+            schedule=settings.webhook_schedule,
             timeout_s=settings.webhook_timeout_s,
             max_in_flight_per_host=settings.webhook_max_in_flight_per_host,
-            **values,
+            allow_networks=settings.webhook_allow_networks,
+            secrets=secrets_from(settings),
         )
 
     def guard(self) -> EgressGuard:

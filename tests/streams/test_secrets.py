@@ -68,8 +68,7 @@ def _poisoned(spec: WorkerSpec) -> WorkerSpec:
 def test_no_secret_reaches_any_output(settings: Settings, postgres_url: str, receiver: Receiver) -> None:
     base, name = postgres_url.rsplit("/", 1)
     signing_secret = new_secret()
-    run = dataclasses.replace(
-        settings,
+    run = settings.replace(
         database_url=f"{base.replace('postgres@', f'postgres:{DB_PASSWORD}@')}/{name}?password={DB_PASSWORD}",
         webhook_secrets=signing_secret,
         webhook_allow_networks="127.0.0.0/8",

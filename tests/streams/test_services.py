@@ -10,7 +10,7 @@ import structlog.testing
 
 from processors.errors import ConfigurationError
 from streams import services
-from streams.config import Settings
+from streams.config import Settings, load_settings, parse_process_counts
 from streams.services import start_when_ready
 
 
@@ -31,7 +31,7 @@ def test_starting_while_the_broker_is_unreachable_waits_instead_of_failing() -> 
 
 def test_process_counts_default_from_the_cpus_and_take_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(services, "cpus", lambda: 16)
-    counts = services.process_counts("thumbnail=4,webhooks=0", services.NAMES)
+    counts = services.process_counts(parse_process_counts("thumbnail=4,webhooks=0"), services.NAMES)
     assert counts == {
         "ingest": 1,
         "enhance": 8,
@@ -42,10 +42,12 @@ def test_process_counts_default_from_the_cpus_and_take_overrides(monkeypatch: py
         "notifications": 1,
     }
     monkeypatch.setattr(services, "cpus", lambda: 2)
-    assert services.process_counts("", services.NAMES)["thumbnail"] == 1  # two cores: threads in one process
+    assert services.process_counts({}, services.NAMES)["thumbnail"] == 1  # two cores: threads in one process
     for bad in ("thumbnail", "thumbnail=-1", "sharpen=2", "thumbnail=two"):
-        with pytest.raises(ConfigurationError):
-            services.process_counts(bad, services.NAMES)
+        with pytest.raises(ConfigurationError, match="DARKROOM_PROCESSES"):
+            load_settings({"DARKROOM_PROCESSES": bad})
+    with pytest.raises(ConfigurationError, match="notifications not among"):
+        services.process_counts({"notifications": 1}, services.ALL)
 
 
 def test_upscale_processes_split_the_cpus_and_static_members_get_ids_of_their_own(

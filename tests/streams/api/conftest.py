@@ -7,7 +7,6 @@ on topics and a SQLite result store of its own.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 import uuid
@@ -72,8 +71,7 @@ def running(settings: Settings) -> Iterator[Server]:
 
 
 def _settings(stack_settings: Settings, home: Path, **changes: object) -> Settings:
-    settings = dataclasses.replace(
-        stack_settings,
+    settings = stack_settings.replace(
         topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
         storage_backoff_s=0.05,
         database_url=f"sqlite:///{home / 'results.sqlite3'}",

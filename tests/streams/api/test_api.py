@@ -7,7 +7,6 @@ every error a problem with darkroom's code.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from typing import Any
@@ -87,8 +86,7 @@ def test_an_upload_the_notification_ingest_sees_starts_the_image_without_start(a
     """Where the store sends notifications, the bytes landing start the image: the
     notification worker finds the order the API wrote beside the upload and emits the
     upload event ``start`` would have (the same event id, so a late ``start`` adds nothing)."""
-    settings = dataclasses.replace(
-        api.settings,
+    settings = api.settings.replace(
         notifications_topic=f"{api.settings.topic_prefix}minio-events",
         notification_rules='[{"bucket": "darkroom", "prefix": "incoming/", "preset": "web"}]',
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -84,7 +83,7 @@ def _stop(proc: subprocess.Popen[str]) -> str:
 @pytest.mark.parametrize("command", ["api", "run"])
 def test_the_api_serves_on_its_port_and_stops_on_sigterm(settings: Settings, tmp_path: Path, command: str) -> None:
     port = _free_port()
-    settings = dataclasses.replace(settings, database_url=f"sqlite:///{tmp_path / 'r.sqlite3'}", api_port=port)
+    settings = settings.replace(database_url=f"sqlite:///{tmp_path / 'r.sqlite3'}", api_port=port)
     env = {**os.environ, **settings.to_env(), "DARKROOM_LOG_FORMAT": "json"}
     created = darkroom("apikeys", "create", "--tenant", "acme", "--json", env=env)
     token = json.loads(created.stdout)["token"]

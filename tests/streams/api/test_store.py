@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +15,7 @@ from streams.sinks.database import Database, now_ms
 
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
-    database = Database(dataclasses.replace(load_settings(), database_url=database_url))
+    database = Database(load_settings().replace(database_url=database_url))
     database.migrate()
     yield database
     database.close()

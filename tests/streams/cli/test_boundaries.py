@@ -3,7 +3,6 @@ and ``status --json`` the same on PostgreSQL and SQLite."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 from pathlib import Path
@@ -121,7 +120,7 @@ def test_status_json_has_the_same_types_on_postgresql_and_sqlite(
     )
     docs = {}
     for url in (postgres_url, f"sqlite:///{tmp_path / 'r.sqlite3'}"):
-        db = Database(dataclasses.replace(settings, database_url=url))
+        db = Database(settings.replace(database_url=url))
         db.migrate()
         with db.transaction() as tx:
             record_result(tx, "failed", failure)

@@ -6,7 +6,6 @@ the same things locally), through a real broker to real ingest and thumbnail wor
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -132,7 +131,7 @@ def test_a_forged_step_request_for_another_bucket_reads_and_writes_nothing(
 def test_allowed_buckets_admit_the_listed_ones_and_never_the_broker_log(
     settings: Settings, store: ObjectStore, other_bucket: str
 ) -> None:
-    allowed = dataclasses.replace(settings, allowed_buckets=f"{settings.bucket},{other_bucket}")
+    allowed = settings.replace(allowed_buckets=f"{settings.bucket},{other_bucket}")
     supervisor = Supervisor(allowed, worker_specs(allowed, ["ingest", "thumbnail"]))
     supervisor.start()
     try:

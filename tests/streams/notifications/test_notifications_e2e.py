@@ -8,7 +8,6 @@ them) to the notifications topic.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -41,8 +40,7 @@ PIPELINE = "thumbnail:sizes=64,format=png"
 @pytest.fixture
 def notified(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
     """The notifications worker and the result writer (SQLite) on a topic of the test's own."""
-    s = dataclasses.replace(
-        settings,
+    s = settings.replace(
         notifications_topic=f"minio-events-{uuid.uuid4().hex[:10]}",
         notification_rules=json.dumps([{"bucket": settings.bucket, "pipeline": PIPELINE}]),  # the whole bucket
         database_url=f"sqlite:///{tmp_path / 'results.sqlite3'}",

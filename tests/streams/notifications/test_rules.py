@@ -53,9 +53,27 @@ def test_rules_load_from_a_file(tmp_path: Path) -> None:
 
 
 def test_every_problem_of_every_rule_is_reported_at_once() -> None:
-    bad = [
+    """The rules' shape is checked with the settings, what they mean when the worker
+    starts; each stage lists every problem of every rule in one error."""
+    malformed = [
         {"bucket": "darkroom", "prefx": "uploads/", "preset": "web"},
         {"prefix": "uploads/", "preset": "web"},
+        {"bucket": "darkroom", "preset": "web", "tenant": 7},
+        "darkroom",
+        {"bucket": "darkroom", "preset": "web", "callback_url": "http://127.0.0.1:8080/hook?token=s3cret"},
+    ]
+    with pytest.raises(ConfigurationError) as caught:
+        _settings(json.dumps(malformed))
+    message = caught.value.message
+    for part in [
+        "rule 1: unknown key 'prefx'",
+        "rule 2: bucket is required",
+        "rule 3: tenant must be a string",
+        "rule 4: expected a JSON object",
+    ]:
+        assert f"DARKROOM_NOTIFICATION_RULES: {part}" in message, (part, message)
+    assert "rule 5" not in message and "s3cret" not in message
+    meaningless = [
         {"bucket": "elsewhere", "preset": "web"},
         {"bucket": "darkroom", "pipeline": "thumbnail", "preset": "web"},
         {"bucket": "darkroom"},
@@ -65,26 +83,20 @@ def test_every_problem_of_every_rule_is_reported_at_once() -> None:
         {"bucket": "darkroom", "preset": "web", "callback_url": "http://127.0.0.1:8080/hook?token=s3cret"},
         {"bucket": "darkroom", "preset": "web", "callback_url": "ftp://hooks.example.com/"},
         {"bucket": "darkroom", "prefix": "derived/x/", "preset": "web"},
-        {"bucket": "darkroom", "preset": "web", "tenant": 7},
-        "darkroom",
     ]
     with pytest.raises(ConfigurationError) as caught:
-        rules.load(_settings(json.dumps(bad)))
+        rules.load(_settings(json.dumps(meaningless)))
     message = caught.value.message
     expected = [
-        "rule 1: unknown key 'prefx'",
-        "rule 2: bucket is required",
-        "rule 3: bucket 'elsewhere' is not in DARKROOM_ALLOWED_BUCKETS",
-        "rule 4: name exactly one of pipeline or preset",
-        "rule 5: name exactly one of pipeline or preset",
-        "rule 6: pipeline: unknown_operation",
-        "rule 7: pipeline: invalid_parameters",
-        "rule 8: preset: invalid_pipeline: unknown preset 'huge'",
-        "rule 9: callback_url http://127.0.0.1:8080/hook?token=***: webhook_target_blocked",
-        "rule 10: callback_url ftp://hooks.example.com/: invalid_webhook_url",
-        "rule 11: prefix 'derived/x/' is under the output prefix 'derived/'",
-        "rule 12: tenant must be a string",
-        "rule 13: expected a JSON object",
+        "rule 1: bucket 'elsewhere' is not in DARKROOM_ALLOWED_BUCKETS",
+        "rule 2: name exactly one of pipeline or preset",
+        "rule 3: name exactly one of pipeline or preset",
+        "rule 4: pipeline: unknown_operation",
+        "rule 5: pipeline: invalid_parameters",
+        "rule 6: preset: invalid_pipeline: unknown preset 'huge'",
+        "rule 7: callback_url http://127.0.0.1:8080/hook?token=***: webhook_target_blocked",
+        "rule 8: callback_url ftp://hooks.example.com/: invalid_webhook_url",
+        "rule 9: prefix 'derived/x/' is under the output prefix 'derived/'",
     ]
     for part in expected:
         assert part in message, (part, message)

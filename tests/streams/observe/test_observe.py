@@ -7,7 +7,6 @@ writes them.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 import time
@@ -148,7 +147,7 @@ def test_a_run_of_n_images_shows_in_the_counters(
 
 
 def test_a_hung_handler_turns_health_and_readiness_red_and_they_recover(settings: Settings, endpoint: str) -> None:
-    settings = dataclasses.replace(settings, stuck_after_s=3.0)
+    settings = settings.replace(stuck_after_s=3.0)
     gate = threading.Event()
     deliver(make_producer(settings), [Record(settings.topic(UPLOADED), "img", b"x")])
     supervisor = Supervisor(settings, [_gated_spec(settings, gate, "hung")])
@@ -175,8 +174,8 @@ def test_a_database_outage_is_not_ready_with_its_reason_then_ready_again(
 ) -> None:
     """PostgreSQL stopped under a running result writer: not ready (paused, with the reason)
     but healthy, since a restart would not bring the database back; ready once it is."""
-    settings = dataclasses.replace(
-        settings, database_url=postgres_url, retry_backoff_s=0.2, retry_max_backoff_s=1.0, stuck_after_s=3.0
+    settings = settings.replace(
+        database_url=postgres_url, retry_backoff_s=0.2, retry_max_backoff_s=1.0, stuck_after_s=3.0
     )
     db = Database(settings)
     db.migrate()

@@ -94,7 +94,7 @@ class Pipeline:
 
 @pytest.fixture
 def pipeline(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
-    settings = dataclasses.replace(settings, database_url=f"sqlite:///{tmp_path / 'results.sqlite3'}")
+    settings = settings.replace(database_url=f"sqlite:///{tmp_path / 'results.sqlite3'}")
     db = Database(settings)
     db.migrate()
     dispatcher.subscribe(db, "acme", "http://127.0.0.1:9/never-called", ["image.completed", "image.failed"])

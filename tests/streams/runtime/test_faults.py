@@ -59,7 +59,7 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settin
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    settings = dataclasses.replace(settings, kafka_bootstrap=f"127.0.0.1:{settings.kafka_port}")
+    settings = settings.replace(kafka_bootstrap=f"127.0.0.1:{settings.kafka_port}")
     stack = Stack(settings)  # the object store alone: the broker is configured
     try:
         stack.up()
@@ -72,7 +72,7 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settin
 
 @pytest.fixture
 def fault_settings(own_stack: tuple[Settings, Stack, int]) -> Settings:
-    s = dataclasses.replace(own_stack[0], topic_prefix=f"f{uuid.uuid4().hex[:10]}.")
+    s = own_stack[0].replace(topic_prefix=f"f{uuid.uuid4().hex[:10]}.")
     ensure_topics(s)
     return s
 
@@ -151,7 +151,7 @@ def test_a_worker_paused_when_the_group_takes_its_partitions_reads_them_again(
     resumed only what was assigned at that moment (nothing), so the partitions handed
     back stayed paused: the worker polled an empty consumer forever, alive and silent."""
     _, stack, broker = own_stack
-    settings = dataclasses.replace(fault_settings, retry_backoff_s=16.0, retry_max_backoff_s=16.0)
+    settings = fault_settings.replace(retry_backoff_s=16.0, retry_max_backoff_s=16.0)
     client = Client(settings)
     spec = "thumbnail:sizes=64+256+512+1024"
     warmup = [client.submit(photo_jpeg(640, 480, seed=99), "w.jpg", spec)]
@@ -196,7 +196,7 @@ def _poisoned(spec: WorkerSpec) -> WorkerSpec:
 
 @pytest.mark.parametrize("where", ["ingest", "thumbnail"])
 def test_a_poison_record_fails_alone_and_its_neighbours_complete(settings: Settings, store: Any, where: str) -> None:
-    settings = dataclasses.replace(settings, retry_backoff_s=0.1, poison_attempts=3)
+    settings = settings.replace(retry_backoff_s=0.1, poison_attempts=3)
     specs = [
         _poisoned(spec) if spec.name == where else spec for spec in worker_specs(settings, ["ingest", "thumbnail"])
     ]
@@ -256,9 +256,9 @@ def test_a_completion_too_large_for_the_broker_fails_the_image_with_a_clear_code
     """Sixteen renditions make a completion event over this worker's record limit: the
     broker's refusal is permanent, so the image fails with ``output_rejected`` instead
     of the worker retrying it forever."""
-    settings = dataclasses.replace(settings, max_message_bytes=2048)
+    settings = settings.replace(max_message_bytes=2048)
     supervisor = Supervisor(settings, worker_specs(settings, ["ingest", "thumbnail"]))
-    client = Client(dataclasses.replace(settings, max_message_bytes=1_000_000), store)
+    client = Client(settings.replace(max_message_bytes=1_000_000), store)
     sizes = "+".join(str(16 + 8 * i) for i in range(16))
     big = client.submit(photo_jpeg(640, 480, seed=1), "big.jpg", f"thumbnail:sizes={sizes}")
     small = client.submit(photo_jpeg(640, 480, seed=2), "small.jpg", "thumbnail:sizes=32")
@@ -320,8 +320,8 @@ def test_an_unreachable_schema_registry_is_an_outage_not_a_dead_letter(
     and every image completes once the registry answers (tests/registry_stub.py stands in
     for Confluent's registry: register by subject, fetch by id)."""
     port, state = _free_port(), tmp_path / "registry.json"
-    settings = dataclasses.replace(
-        settings, schema_registry_url=f"http://127.0.0.1:{port}", retry_backoff_s=0.2, retry_max_backoff_s=1.0
+    settings = settings.replace(
+        schema_registry_url=f"http://127.0.0.1:{port}", retry_backoff_s=0.2, retry_max_backoff_s=1.0
     )
     registry = _start_registry(port, state)
     client = Client(settings, store)
@@ -368,9 +368,7 @@ def test_a_producer_the_broker_fenced_is_replaced_and_the_partitions_progress(se
 
     client = Client(settings, store)
     subs = [client.submit(photo_jpeg(200, 150, seed=i), f"f{i}.jpg", "thumbnail:sizes=32") for i in range(3)]
-    worker = Worker(
-        dataclasses.replace(settings, retry_backoff_s=0.1), ingest_spec(settings, Serdes(settings)), producers
-    )
+    worker = Worker(settings.replace(retry_backoff_s=0.1), ingest_spec(settings, Serdes(settings)), producers)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,))
     thread.start()

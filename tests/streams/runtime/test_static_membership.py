@@ -8,7 +8,6 @@ member takes its place. Measured: seconds from the restart until a new record is
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -76,8 +75,8 @@ def _resume_s(settings: Settings, instance_id: str) -> float:
 
 def test_a_static_member_resumes_before_its_old_session_would_have_expired(settings: Settings) -> None:
     session_s = 15
-    settings = dataclasses.replace(settings, session_timeout_ms=session_s * 1000)
-    static = _resume_s(dataclasses.replace(settings, topic_prefix=settings.topic_prefix + "s."), "pod-a")
-    dynamic = _resume_s(dataclasses.replace(settings, topic_prefix=settings.topic_prefix + "d."), "")
+    settings = settings.replace(session_timeout_ms=session_s * 1000)
+    static = _resume_s(settings.replace(topic_prefix=settings.topic_prefix + "s."), "pod-a")
+    dynamic = _resume_s(settings.replace(topic_prefix=settings.topic_prefix + "d."), "")
     print(f"resumed after a restart: static {static:.1f}s, dynamic {dynamic:.1f}s, session timeout {session_s}s")
     assert static < session_s < dynamic, (static, dynamic)

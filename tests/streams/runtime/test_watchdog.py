@@ -8,7 +8,6 @@ restarted from an older log).
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 import uuid
@@ -51,7 +50,7 @@ def _consume_and_commit(settings: Settings, group: str, n: int) -> object:
 
 
 def test_lag_nobody_reads_is_found_from_the_broker_side_where_the_consumer_sees_none(settings: Settings) -> None:
-    settings = dataclasses.replace(settings, stuck_after_s=1.0)
+    settings = settings.replace(stuck_after_s=1.0)
     group = f"wd-{uuid.uuid4()}"
     _produce(settings, 6, "a")
     consumer = _consume_and_commit(settings, group, 6)
@@ -79,7 +78,7 @@ def test_a_group_committed_past_the_end_is_moved_back_and_reads_what_comes(setti
     nothing: before, the ingest worker waited there forever. Now it moves the group back
     to the beginning (reading twice is harmless, skipping is a loss), says so, and the
     uploads complete."""
-    settings = dataclasses.replace(settings, stuck_after_s=2.0)
+    settings = settings.replace(stuck_after_s=2.0)
     client = Client(settings)
     before = [client.submit(photo_jpeg(200, 150, seed=i), f"a{i}.jpg", "thumbnail:sizes=32") for i in range(2)]
     topic = settings.topic(UPLOADED)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 import time
@@ -23,7 +22,7 @@ pytestmark = pytest.mark.integration
 def test_a_batch_longer_than_the_poll_interval_keeps_the_group_and_commits_once(settings: Settings) -> None:
     # librdkafka leaves the group when poll() is not called for max.poll.interval.ms; a
     # worker that only polled between batches would lose the record's commit and get it again.
-    s = dataclasses.replace(settings, session_timeout_ms=6000, max_poll_interval_ms=7000)
+    s = settings.replace(session_timeout_ms=6000, max_poll_interval_ms=7000)
     calls: list[int] = []
 
     def handle(event: dict[str, Any], _log: Any) -> list[Record]:

@@ -3,7 +3,6 @@ under a running result writer."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -63,7 +62,7 @@ def _wait_for_rows(db_url: str, settings: Settings, ids: list[str], timeout_s: f
     found: set[str] = set()
     while time.monotonic() < deadline and len(found) < len(ids):
         try:
-            db = Database(dataclasses.replace(settings, database_url=db_url))
+            db = Database(settings.replace(database_url=db_url))
         except Exception:
             time.sleep(0.5)
             continue
@@ -81,7 +80,7 @@ def _wait_for_rows(db_url: str, settings: Settings, ids: list[str], timeout_s: f
 def test_the_result_writer_resumes_after_postgresql_restarts(settings: Settings, postgres_url: str) -> None:
     """Rows written before, during and after PostgreSQL is down: none is lost, the writer
     reconnects by itself (before, its connection was never re-established)."""
-    settings = dataclasses.replace(settings, database_url=postgres_url, retry_backoff_s=0.2, retry_max_backoff_s=1.0)
+    settings = settings.replace(database_url=postgres_url, retry_backoff_s=0.2, retry_max_backoff_s=1.0)
     serdes = Serdes(settings)
     db = Database(settings)
     db.migrate()
@@ -114,7 +113,7 @@ def test_a_record_the_result_store_rejects_is_dead_lettered_and_its_neighbours_a
     from streams.runtime.topics import DEAD_LETTER
     from tests.helpers import read_topic
 
-    settings = dataclasses.replace(settings, database_url=postgres_url, retry_backoff_s=0.1, poison_attempts=2)
+    settings = settings.replace(database_url=postgres_url, retry_backoff_s=0.1, poison_attempts=2)
     serdes = Serdes(settings)
     db = Database(settings)
     db.migrate()

@@ -84,8 +84,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def sink_settings(settings: Settings, postgres_url: str) -> Settings:
-    return dataclasses.replace(
-        settings,
+    return settings.replace(
         database_url=postgres_url,
         webhook_schedule="0,0.3,0.3,0.3,0.3,0.3,0.3",
         webhook_timeout_s=TIMEOUT_S,
@@ -170,7 +169,7 @@ def test_results_and_webhooks_survive_a_dispatcher_sigkill_and_a_replay(
         ids_by_image: dict[str, set[str]] = defaultdict(set)
         accepted: set[tuple[str, str]] = set()
         for request in receiver.requests:
-            secret = sub_secret if request.path == "/tenant" else settings.webhook_secrets
+            secret = sub_secret if request.path == "/tenant" else settings.webhook_secrets[0].get_secret_value()
             payload = Webhook(secret).verify(request.body, request.headers)
             image_id = payload["data"]["image_id"]
             ids_by_image[image_id].add(request.headers["webhook-id"])

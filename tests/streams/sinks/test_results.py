@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,7 +66,7 @@ def failed_event(image_id: str, upload: str, submitted: datetime) -> dict[str, A
 
 @pytest.fixture
 def db(database_url: str, tmp_path: Any) -> Iterator[Database]:
-    database = Database(dataclasses.replace(Settings(home=tmp_path), database_url=database_url))
+    database = Database(Settings(home=tmp_path).replace(database_url=database_url))
     database.migrate()
     yield database
     database.close()

@@ -30,10 +30,9 @@ from svix.webhooks import Webhook as SvixWebhook
 from svix.webhooks import WebhookVerificationError
 
 from processors.errors import ConfigurationError, InvalidWebhookSecret
-from streams.config import Settings, load_settings
-from streams.runtime.egress import EgressGuard, parse_networks
+from streams.config import Settings, load_settings, parse_networks, parse_schedule
+from streams.runtime.egress import EgressGuard
 from streams.sinks.webhooks import (
-    DEFAULT_SCHEDULE_S,
     JITTER,
     MAX_PAYLOAD_BYTES,
     MAX_RETRY_AFTER_S,
@@ -46,7 +45,6 @@ from streams.sinks.webhooks import (
     new_secret,
     next_delay,
     parse_retry_after,
-    parse_schedule,
     payload_for,
     send,
     target_key,
@@ -55,6 +53,7 @@ from streams.sinks.webhooks import (
 from streams.wire.serde import Serde
 
 LOOPBACK = EgressGuard(allow_networks=parse_networks("127.0.0.1/32,::1/128"))
+SCHEDULE = Settings().webhook_schedule
 SECRET = new_secret()
 OLD_SECRET = new_secret()
 PAYLOAD = b'{"data":{"image_id":"img-1"},"timestamp":"2026-01-01T00:00:00.000Z","type":"image.completed"}'
@@ -361,27 +360,26 @@ def test_https_is_verified_against_the_host_name_not_the_pinned_ip() -> None:
 
 
 def test_the_default_schedule_is_the_standard_webhooks_one() -> None:
-    assert DEFAULT_SCHEDULE_S == (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
-    assert parse_schedule(Settings().webhook_schedule) == DEFAULT_SCHEDULE_S
-    assert WebhookConfig.from_settings(Settings()).schedule == DEFAULT_SCHEDULE_S
+    assert SCHEDULE == (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+    assert WebhookConfig.from_settings(Settings()).schedule == SCHEDULE
 
 
 def test_next_delay_follows_the_schedule_within_the_jitter_until_exhausted() -> None:
     rng = random.Random(1)
-    for attempts_made, base in enumerate(DEFAULT_SCHEDULE_S):
-        delay = next_delay(attempts_made, DEFAULT_SCHEDULE_S, None, rng)
+    for attempts_made, base in enumerate(SCHEDULE):
+        delay = next_delay(attempts_made, SCHEDULE, None, rng)
         assert delay is not None and base * (1 - JITTER) <= delay <= base * (1 + JITTER)
-    assert next_delay(0, DEFAULT_SCHEDULE_S, None, rng) == 0
-    assert next_delay(len(DEFAULT_SCHEDULE_S), DEFAULT_SCHEDULE_S, None, rng) is None
-    assert next_delay(len(DEFAULT_SCHEDULE_S), DEFAULT_SCHEDULE_S, 5.0, rng) is None
+    assert next_delay(0, SCHEDULE, None, rng) == 0
+    assert next_delay(len(SCHEDULE), SCHEDULE, None, rng) is None
+    assert next_delay(len(SCHEDULE), SCHEDULE, 5.0, rng) is None
     with pytest.raises(ValueError):
-        next_delay(-1)
+        next_delay(-1, SCHEDULE)
 
 
 def test_jitter_is_deterministic_given_the_rng_and_varies_between_draws() -> None:
     def draws(seed: int) -> list[float | None]:
         rng = random.Random(seed)
-        return [next_delay(3, DEFAULT_SCHEDULE_S, None, rng) for _ in range(20)]
+        return [next_delay(3, SCHEDULE, None, rng) for _ in range(20)]
 
     assert draws(7) == draws(7)
     assert draws(7) != draws(8)
@@ -390,10 +388,10 @@ def test_jitter_is_deterministic_given_the_rng_and_varies_between_draws() -> Non
 
 def test_retry_after_is_waited_out_but_capped() -> None:
     rng = random.Random(3)
-    assert next_delay(1, DEFAULT_SCHEDULE_S, 120.0, rng) == 120.0  # longer than the scheduled 5 s
-    delay = next_delay(2, DEFAULT_SCHEDULE_S, 1.0, rng)  # shorter than the scheduled 300 s
+    assert next_delay(1, SCHEDULE, 120.0, rng) == 120.0  # longer than the scheduled 5 s
+    delay = next_delay(2, SCHEDULE, 1.0, rng)  # shorter than the scheduled 300 s
     assert delay is not None and delay >= 300 * (1 - JITTER)
-    assert next_delay(1, DEFAULT_SCHEDULE_S, 10.0**9, rng) == MAX_RETRY_AFTER_S
+    assert next_delay(1, SCHEDULE, 10.0**9, rng) == MAX_RETRY_AFTER_S
 
 
 def test_a_compressed_schedule_for_tests_parses_and_bad_ones_do_not() -> None:
@@ -613,15 +611,14 @@ def test_webhook_settings_are_read_from_the_environment() -> None:
 
 
 def test_every_bad_webhook_setting_is_reported_at_once_without_the_secret() -> None:
-    settings = Settings(
-        webhook_schedule="soon",
-        webhook_allow_networks="intranet",
-        webhook_secrets="whsec_dG9vc2hvcnQ=",
-        webhook_timeout_s=0,
-        webhook_max_in_flight_per_host=0,
-    )
     with pytest.raises(ConfigurationError) as info:
-        WebhookConfig.from_settings(settings)
+        Settings(
+            webhook_schedule="soon",
+            webhook_allow_networks="intranet",
+            webhook_secrets="whsec_dG9vc2hvcnQ=",
+            webhook_timeout_s=0,
+            webhook_max_in_flight_per_host=0,
+        )
     message = str(info.value)
     for name in ("SCHEDULE", "ALLOW_NETWORKS", "SECRETS", "TIMEOUT_S", "MAX_IN_FLIGHT_PER_HOST"):
         assert f"DARKROOM_WEBHOOK_{name}" in message
