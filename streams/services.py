@@ -16,7 +16,7 @@ from streams.config import SERVICE_NAMES, Settings
 from streams.handlers.steps import worker_specs
 from streams.notifications.worker import notifications_spec
 from streams.runtime.processes import Child
-from streams.runtime.retry import backoff_delay
+from streams.runtime.retry import Backoff
 from streams.runtime.supervisor import Service, Supervisor
 from streams.runtime.topics import ensure_topics
 from streams.sinks import dispatcher
@@ -71,7 +71,7 @@ def start_when_ready(settings: Settings, names: Sequence[str], stop: threading.E
     outage instead of exiting: a worker restarted while the broker or the database is
     down starts once they answer (None if ``stop`` is set first). With
     ``start_timeout_s`` the outage is raised once it has lasted that long."""
-    attempt = 0
+    backoff = Backoff(settings.retry_backoff_s, settings.retry_max_backoff_s)
     started = time.monotonic()
     while not stop.is_set():
         left = settings.start_timeout_s - (time.monotonic() - started)
@@ -81,8 +81,7 @@ def start_when_ready(settings: Settings, names: Sequence[str], stop: threading.E
         except DependencyUnavailable as exc:
             if settings.start_timeout_s and time.monotonic() - started >= settings.start_timeout_s:
                 raise
-            attempt += 1
-            delay = backoff_delay(attempt, settings.retry_backoff_s, settings.retry_max_backoff_s)
+            delay = backoff.next()
             _log.warning("dependency unavailable at start; waiting", error_code=exc.code, error=exc.message)
             stop.wait(delay)
     return None

@@ -5,7 +5,7 @@ CPU-bound steps; more members of a consumer group can. Each child is ``darkroom 
 NAME``: its own consumer in the service's group, its own producer, the same loop. The
 supervisor:
 
-- restarts a child that exits or crashes, with backoff (doubling to 30 s, reset once a
+- restarts a child that exits or crashes, with backoff (``retry.Backoff``: 1 s to 30 s, reset once a
   child has run for a minute), counted in ``darkroom_service_restarts_total``;
 - on SIGTERM/SIGINT sends SIGTERM to every child and waits: each finishes the batch in
   hand, commits and leaves its group, as a single worker does;
@@ -36,7 +36,8 @@ from prometheus_client import multiprocess, values
 
 from streams.observe import metrics, server
 from streams.observe.health import read_snapshots
-from streams.runtime.supervisor import stop_on_signals
+from streams.runtime.retry import Backoff
+from streams.runtime.supervisor import RESTART_FIRST_S, RESTART_MAX_S, stop_on_signals
 
 _log = structlog.get_logger("darkroom.processes")
 _PR_SET_PDEATHSIG = 1
@@ -74,7 +75,7 @@ class _Slot:
         self.child = child
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
-        self.backoff = 1.0
+        self.backoff = Backoff(RESTART_FIRST_S, RESTART_MAX_S)
         self.due = 0.0
 
 
@@ -116,12 +117,14 @@ class ProcessSupervisor:
         code, pid = slot.proc.returncode, slot.proc.pid
         multiprocess.mark_process_dead(pid)
         ran = time.monotonic() - slot.started
-        slot.backoff = 1.0 if ran > _STEADY_S else min(slot.backoff * 2, 30.0)
-        slot.due = time.monotonic() + slot.backoff
+        if ran > _STEADY_S:
+            slot.backoff.reset()
+        delay = slot.backoff.next()
+        slot.due = time.monotonic() + delay
         slot.proc = None
         metrics.RESTARTS.labels(slot.child.name).inc()
         _log.error(
-            "process exited; restarting", service=slot.child.name, pid=pid, exit_code=code, backoff_s=slot.backoff
+            "process exited; restarting", service=slot.child.name, pid=pid, exit_code=code, backoff_s=round(delay, 2)
         )
 
     def run_until_signalled(self) -> int:

@@ -1,4 +1,10 @@
-"""The one retry policy: retryable darkroom errors are retried with capped exponential backoff."""
+"""The one backoff policy: capped exponential backoff, jittered, for every retry and restart.
+
+``backoff_delay`` is the rule; ``Backoff`` counts failures in a row for loops that wait
+between tries (a paused worker, a restarted service, a crashed child process); ``retry``
+retries one call on retryable darkroom errors. Webhook attempts follow the Standard
+Webhooks schedule instead (``streams.sinks.webhooks``), which the spec fixes.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,23 @@ def backoff_delay(attempt: int, first_s: float, max_s: float) -> float:
     Jitter keeps a fleet of workers from hammering a recovering service in lockstep.
     """
     return min(max_s, first_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+class Backoff:
+    """Failures in a row, and the wait after each: ``backoff_delay`` of their count."""
+
+    def __init__(self, first_s: float, max_s: float) -> None:
+        self.first_s, self.max_s = first_s, max_s
+        self.failures = 0
+
+    def next(self) -> float:
+        """One more failure: how long to wait before the next try."""
+        self.failures += 1
+        return backoff_delay(self.failures, self.first_s, self.max_s)
+
+    def reset(self) -> None:
+        """A try succeeded (or ran long enough to count as well): start from ``first_s`` again."""
+        self.failures = 0
 
 
 def retry(

@@ -22,9 +22,13 @@ import structlog
 from processors.errors import DarkroomError, WorkerStalled
 from streams.config import Settings
 from streams.observe import metrics
+from streams.runtime.retry import Backoff
 from streams.runtime.worker import Worker, WorkerSpec
 
 _log = structlog.get_logger("darkroom.supervisor")
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 30.0
+"""A crashed service or child process is started again after a backoff from 1 s to 30 s."""
 
 
 @contextlib.contextmanager
@@ -74,7 +78,7 @@ class Supervisor:
         self._threads: list[threading.Thread] = []
 
     def _keep_running(self, service: Service) -> None:
-        backoff = 1.0
+        backoff = Backoff(RESTART_FIRST_S, RESTART_MAX_S)
         while not self.stop.is_set():
             try:
                 service.run(self.stop)
@@ -88,12 +92,11 @@ class Supervisor:
             except DarkroomError as exc:  # e.g. a producer that kept failing: the worker left its group
                 _log.error("service stopped; restarting", service=service.name, error_code=exc.code, error=exc.message)
             except Exception:  # a bug: keep the other services alive, keep the traceback for the report
-                _log.exception("service crashed; restarting", service=service.name, backoff_s=backoff)
+                _log.exception("service crashed; restarting", service=service.name)
             else:
                 return
             metrics.RESTARTS.labels(service.name).inc()
-            self.stop.wait(backoff)
-            backoff = min(backoff * 2, 30.0)
+            self.stop.wait(backoff.next())
 
     def start(self) -> None:
         for service in self.services:

@@ -42,7 +42,6 @@ tells a stuck worker from a paused one.
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -68,6 +67,7 @@ from streams.config import Settings
 from streams.observe import metrics
 from streams.observe.health import HEALTH, LoopState
 from streams.runtime.kafka import ProducerFailed, Record, deliver, discard_producer, make_consumer, make_producer
+from streams.runtime.outage import Outage
 from streams.runtime.retry import backoff_delay
 from streams.runtime.topics import DEAD_LETTER
 from streams.runtime.watchdog import Stall, Watchdog
@@ -80,8 +80,6 @@ _OBSERVE_EVERY_S = 1.0
 """How often the loop reports its lag and beat (``_observe``)."""
 _MAX_REBUILDS = 3
 """Rebuilds after a stall without a commit in between before the worker gives up and exits."""
-_STILL_PAUSED_EVERY_S = 60.0
-"""A pause says at least this often, at warning level, what it waits for."""
 
 OUTAGES = (DependencyUnavailable, AccessRefused)
 """Errors that pause a worker instead of failing the record in hand."""
@@ -184,10 +182,8 @@ class Worker:
         self._stop = threading.Event()
         self._waiting_since: dict[tuple[str, int, int], float] = {}
         """When each record stalled by an outage first stalled (its retry budget's start)."""
-        self._outages = 0
-        """Outage waits in a row: the backoff's exponent."""
-        self._paused_since: float | None = None
-        """When the outage waits in a row began (None: not paused)."""
+        self.outage = Outage(spec.name, settings, self.log)
+        """The pause on an outage: its backoff, metrics, health and lines."""
         self.watchdog = Watchdog(settings, spec.group_id, self.log)
         self._free_since = time.monotonic()
         """Since the last commit, or the end of the last batch, outage wait or assignment:
@@ -198,7 +194,6 @@ class Worker:
         self._committed: dict[tuple[str, int], int] = {}
         """Per assigned partition: the next offset to read after the group's committed position."""
         self._observed = 0.0
-        self._paused_on: set[str] = set()
         self._busy = False
         """A batch is in hand (between taking it and committing it)."""
         self._holding = False
@@ -207,7 +202,7 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Process records until ``stop`` is set; the batch in hand is always finished."""
         self._stop = stop
-        self.health = HEALTH.register(self.spec.name)
+        self.health = self.outage.health = HEALTH.register(self.spec.name)
         consumer = self._subscribed()
         producer = self.producers(self.settings)
         producer_failures = 0
@@ -248,10 +243,10 @@ class Worker:
                 if outcome.outage is not None:
                     self._wait_out(consumer, outcome.rest, outcome.outage)
                 else:
-                    self._resumed()
+                    self.outage.over()
         finally:
             metrics.IN_FLIGHT.labels(self.spec.name).set(0)
-            self._resumed()
+            self.outage.over(stopping=True)
             for topic, partition in self._committed:
                 metrics.CONSUMER_LAG.labels(self.spec.group_id, topic, str(partition)).set(0)
             HEALTH.unregister(self.health)
@@ -345,18 +340,6 @@ class Worker:
         for d in done:
             for record in d.records:
                 metrics.RECORDS_PRODUCED.labels(self.spec.group_id, record.topic).inc()
-
-    def _resumed(self) -> None:
-        """A batch went through (or the worker stops): no longer paused on an outage."""
-        self._outages = 0
-        if self._paused_since is not None:
-            self.log.info("resumed after an outage", paused_s=round(time.monotonic() - self._paused_since, 1))
-            self._paused_since = None
-        if self.health.paused is not None:
-            self.health.paused = None
-            for dependency in self._paused_on:
-                metrics.PAUSED.labels(self.spec.name, dependency).set(0)
-            self._paused_on.clear()
 
     def _delay(self, attempt: int) -> float:
         return backoff_delay(attempt, self.settings.retry_backoff_s, self.settings.retry_max_backoff_s)
@@ -640,32 +623,17 @@ class Worker:
         """Seek back to ``rest``, pause, back off while polling (membership stays), resume."""
         if self._stop.is_set():
             return  # nothing of ``rest`` was committed: the group's next member reads it
-        self._outages += 1
-        delay = self._delay(self._outages)
-        dependency = metrics.dependency_of(exc.code)
-        metrics.PAUSES.labels(self.spec.name, dependency).inc()
-        metrics.PAUSED.labels(self.spec.name, dependency).set(1)
-        self._paused_on.add(dependency)
-        self.health.paused = f"{exc.code}: {exc.message}"
-        now = time.monotonic()
-        if self._paused_since is None:
-            self._paused_since = now
-        level = "error" if isinstance(exc, AccessRefused) else "warning"
-        said = functools.partial(getattr(self.log, level), error_code=exc.code, error=exc.message, waits=self._outages)
-        paused_s = round(now - self._paused_since)
-        said("dependency unavailable; paused, will retry", delay_s=round(delay, 2), paused_s=paused_s)
+        delay = self.outage.begins(exc)
         for tp in _positions(rest, first=True):
             with contextlib.suppress(KafkaException):  # no longer assigned: its new owner reads it
                 consumer.seek(tp)
-        deadline, last_said = now + delay, now
+        deadline = time.monotonic() + delay
         try:
             with self._paused(consumer):
                 while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
                     self._put_back(consumer, consumer.poll(min(left, _POLL_WHILE_BUSY_S)))
                     self._observe(consumer)
-                    if time.monotonic() - last_said >= _STILL_PAUSED_EVERY_S:  # a long backoff
-                        last_said = time.monotonic()
-                        said("still paused", paused_s=round(last_said - self._paused_since), retry_in_s=round(left))
+                    self.outage.waiting(left)
         finally:
             self._free_since = time.monotonic()
 

@@ -30,7 +30,7 @@ from processors.errors import ConfigurationError, DatabaseUnavailable
 from streams.config import Settings, mask_url
 from streams.observe import metrics
 from streams.observe.health import HEALTH
-from streams.runtime.retry import backoff_delay
+from streams.runtime.outage import Outage
 from streams.sinks import webhooks
 from streams.sinks.database import Database, Row, Transaction, now_ms
 from streams.wire.events import Event, FinalStatus
@@ -168,9 +168,9 @@ class Dispatcher:
             webhooks.new_client(timeout_s=self.config.timeout_s) as client,
         ):
             _log.info("dispatcher started", owner=self.owner, lease_s=self.settings.webhook_lease_s)
-            health = HEALTH.register("webhooks")
+            outage = Outage("webhooks", self.settings, _log)
+            health = outage.health = HEALTH.register("webhooks")
             health.assigned(0, busy=False)  # no consumer group: ready once it runs
-            outages = 0
             try:
                 while not stop.is_set() or self._running:  # once stopped, keep the leases until attempts end
                     self._wake.clear()
@@ -181,18 +181,13 @@ class Dispatcher:
                             for row in self._claim():
                                 pool.submit(self._attempt, row, client)
                     except DatabaseUnavailable as exc:  # wait for the database; nothing is lost meanwhile
-                        outages += 1
-                        health.paused = f"{exc.code}: {exc.message}"
-                        metrics.PAUSED.labels("webhooks", "database").set(1)
-                        delay = backoff_delay(outages, self.settings.retry_backoff_s, self.settings.retry_max_backoff_s)
-                        _log.warning("database unavailable; will retry", error=exc.message, delay_s=round(delay, 2))
+                        delay = outage.begins(exc)
                         (self._wake if stop.is_set() else stop).wait(delay)  # stopping: until an attempt ends
                         continue
-                    if outages:
-                        outages, health.paused = 0, None
-                        metrics.PAUSED.labels("webhooks", "database").set(0)
+                    outage.over()
                     self._wake.wait(self._next_wait_s())
             finally:
+                outage.over(stopping=True)
                 HEALTH.unregister(health)
             _log.info("dispatcher stopped")
 
