@@ -22,11 +22,12 @@ until the submissions are over (at least once), this schedule:
 then it waits until every image has its result row and every webhook was delivered.
 
 Every 3 s it asks the broker for each group's committed offsets and each partition's end
-(``fetched_ends``): a partition that holds lag while its committed offset does not move is
-stalled, counted from the end of the last store or broker fault (an outage pauses work
-by design). ``longest_stall_s`` is the longest such stall; ``longest_silence_s`` the
-longest a worker process wrote no log line while its group held lag (also counted from
-the end of the last fault).
+(``fetched_ends``). Counted from the end of the last store or broker fault (an outage
+pauses work by design): ``longest_stall_s`` is the longest a group held lag while none of
+its committed offsets moved; ``longest_silence_s`` the longest a worker process wrote no
+log line while its group held lag; ``longest_partition_wait_s`` the longest one partition
+held lag without its offset moving, which also counts a partition waiting behind the
+others of its worker in a backlog (reported, not part of the bar).
 
 Prints one JSON line: images, completed, failed, lost (no row), duplicate rows,
 webhook-id mismatches (an image whose webhooks carry an id other than its final event's),
@@ -73,8 +74,9 @@ from streams.dev.samples import photo_jpeg
 from streams.dev.stack import Stack, throwaway_settings
 from streams.runtime.kafka import make_consumer
 from streams.runtime.logs import configure_logging
-from streams.runtime.topics import COMPLETED, FAILED, UPLOADED, committed_lag, ensure_topics, fetched_ends, step_topic
-from streams.sinks.webhooks import new_secret
+from streams.runtime.offsets import committed_lag, fetched_ends
+from streams.runtime.topics import COMPLETED, FAILED, UPLOADED, ensure_topics, step_topic
+from streams.sinks.webhooks.signing import new_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("ingest", "thumbnail", "thumbnail", "results", "webhooks")
@@ -314,21 +316,28 @@ class Faults:
 
 class Watch:
     """Samples, every few seconds, each group's committed offsets and each partition's end
-    as the broker reports them, and keeps the longest stall: lag with a committed offset
-    that does not move, counted from the end of the last store or broker fault."""
+    as the broker reports them, and keeps, counted from the end of the last store or broker
+    fault: the longest a group held lag while its committed offsets did not move at all (a
+    stalled group), and the longest one partition did (which also counts a partition
+    waiting behind its worker's others: information, not the bar)."""
 
     def __init__(self, settings: Settings, faults: Faults) -> None:
         self.settings, self.faults = settings, faults
         self.stop = threading.Event()
         self.last: dict[tuple[str, str, int], int] = {}
         self.since: dict[tuple[str, str, int], float] = {}
+        self.group_last: dict[str, int] = {}
+        self.group_since: dict[str, float] = {}
         self.longest_stall_s = 0.0
         self.worst: str | None = None
+        self.longest_wait_s = 0.0
+        self.worst_wait: str | None = None
         self.lagging: dict[str, list[tuple[float, bool]]] = defaultdict(list)
         """Per service: (wall-clock time, whether its group held lag) at each sample."""
 
     def _sample(self) -> None:
         now, wall = time.monotonic(), time.time()
+        floor = now if self.faults.active else self.faults.last_ended
         for name, topics in GROUPS.items():
             consumer = make_consumer(self.settings, self.settings.topic(f"darkroom.{name}"))
             try:
@@ -339,20 +348,22 @@ class Watch:
             finally:
                 consumer.close()
             ends = fetched_ends(self.settings, committed, timeout_s=5)
-            held = False
+            lags = {(tp.topic, tp.partition): ends[(tp.topic, tp.partition)] - max(tp.offset, 0) for tp in committed}
             for tp in committed:
-                key = (name, tp.topic, tp.partition)
-                offset = max(tp.offset, 0)
-                lag = ends[(tp.topic, tp.partition)] - offset
-                held = held or lag > 0
-                if lag <= 0 or self.last.get(key) != offset:
+                key, offset = (name, tp.topic, tp.partition), max(tp.offset, 0)
+                if lags[(tp.topic, tp.partition)] <= 0 or self.last.get(key) != offset:
                     self.since[key] = now
                 self.last[key] = offset
-                floor = now if self.faults.active else self.faults.last_ended
-                stalled = now - max(self.since[key], floor)
-                if stalled > self.longest_stall_s:
-                    self.longest_stall_s, self.worst = stalled, f"{name} {tp.topic} [{tp.partition}] lag {lag}"
-            self.lagging[name].append((wall, held))
+                if (waited := now - max(self.since[key], floor)) > self.longest_wait_s:
+                    lag = lags[(tp.topic, tp.partition)]
+                    self.longest_wait_s, self.worst_wait = waited, f"{name} {tp.topic} [{tp.partition}] lag {lag}"
+            total, held = sum(max(tp.offset, 0) for tp in committed), sum(max(0, lag) for lag in lags.values())
+            if held <= 0 or self.group_last.get(name) != total:
+                self.group_since[name] = now
+            self.group_last[name] = total
+            if (stalled := now - max(self.group_since[name], floor)) > self.longest_stall_s:
+                self.longest_stall_s, self.worst = stalled, f"{name} lag {held}"
+            self.lagging[name].append((wall, held > 0))
 
     def run(self) -> None:
         while not self.stop.wait(3.0):
@@ -501,6 +512,8 @@ def run(images: int, seed: int, rate: float, postgres: str, processes: bool) -> 
         "final_lag": lag,
         "longest_stall_s": round(watch.longest_stall_s, 1),
         "longest_stall": watch.worst,
+        "longest_partition_wait_s": round(watch.longest_wait_s, 1),
+        "longest_partition_wait": watch.worst_wait,
         "longest_silence_s": round(silence_s, 1),
         "longest_silence": silent,
         "drain_seconds": round(drain_s, 1),

@@ -27,10 +27,10 @@ import structlog
 
 from streams.config import Settings, load_settings
 from streams.runtime.worker import Received
-from streams.sinks import dispatcher
+from streams.sinks import dispatcher, outbox
 from streams.sinks.database import Database
 from streams.sinks.results import ResultWriter
-from streams.sinks.webhooks import new_secret
+from streams.sinks.webhooks.signing import new_secret
 
 CONCURRENCY = 16
 MAX_IN_FLIGHT_PER_HOST = 8
@@ -102,15 +102,16 @@ def delivery_rate(settings: Settings, db: Database, url: str, count: int, run: s
     events = [{**completion(i, run), "callback_url": url} for i in range(count)]
     with db.transaction() as tx:
         for event in events:
-            dispatcher.enqueue(tx, "completed", event)
+            outbox.enqueue(tx, "completed", event)
     stop = threading.Event()
     service = dispatcher.Dispatcher(settings, Database(settings), concurrency=CONCURRENCY)
     started = time.perf_counter()
     thread = threading.Thread(target=service.run, args=(stop,))
     thread.start()
     deadline = time.monotonic() + 300
-    while len(dispatcher.deliveries(db, status="delivered")) < count:
-        if time.monotonic() > deadline or dispatcher.deliveries(db, status="exhausted"):
+    records = outbox.Outbox(db)
+    while len(records.deliveries(status="delivered")) < count:
+        if time.monotonic() > deadline or records.deliveries(status="exhausted"):
             raise SystemExit("webhook deliveries did not all succeed; see the dispatcher log")
         time.sleep(0.05)
     rate = count / (time.perf_counter() - started)

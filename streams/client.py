@@ -3,30 +3,37 @@
 from __future__ import annotations
 
 import mimetypes
-import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from processors.errors import BrokerUnavailable, OutputRejected, UndecodableEvent
+from processors.errors import BrokerUnavailable, UndecodableEvent
 from streams.config import Settings
 from streams.runtime.egress import EgressGuard
-from streams.runtime.kafka import Record, deliver, discard_producer, make_consumer, make_producer
+from streams.runtime.kafka import Record, make_consumer
 from streams.runtime.retry import retry
+from streams.runtime.sender import Sender
 from streams.runtime.storage import ObjectStore
 from streams.runtime.topics import COMPLETED, FAILED, UPLOADED
 from streams.runtime.worker import Received
 from streams.wire import pipeline as pipelines
-from streams.wire.events import Event, Serdes, check_source, idempotent_event_id, now
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+from streams.wire.events import (
+    ImageCompleted,
+    ImageFailed,
+    Serdes,
+    UploadEvent,
+    check_source,
+    idempotent_event_id,
+    now,
+    upload_event,
+    upload_key,
+)
 
 
 @dataclass(frozen=True)
@@ -39,9 +46,23 @@ class Submission:
 
 
 @dataclass(frozen=True)
-class FinalEvent:
-    status: str  # "completed" or "failed"
-    event: Event
+class Completion:
+    """A submission's completion event."""
+
+    event: ImageCompleted
+    status: Literal["completed"] = field(default="completed", init=False)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A submission's failure event."""
+
+    event: ImageFailed
+    status: Literal["failed"] = field(default="failed", init=False)
+
+
+FinalEvent = Completion | Failure
+"""A submission's final event; checking ``status`` tells a type checker which ``event`` it has."""
 
 
 class Client:
@@ -52,37 +73,48 @@ class Client:
         self.store = store or ObjectStore(settings)
         self.serdes = Serdes(settings)
         self._guard = EgressGuard.from_settings(settings)
-        self._producer = make_producer(settings, settings.client_timeout_s)
-        self._lock = threading.Lock()  # the HTTP API sends from many threads
+        self._sender = Sender(settings)  # shared by the HTTP API's request threads
 
     def submit(
         self,
         data: bytes,
-        filename: str,
+        filename: str | None,
         pipeline: str | Sequence[pipelines.Step],
         *,
         image_id: str | None = None,
         content_type: str | None = None,
-        **options: str | None,
+        callback_url: str | None = None,
+        tenant: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Submission:
-        """Store ``data`` under ``uploads/<image id>/<filename>`` and emit its upload event.
+        """Store ``data`` under ``upload_key(image id, filename)`` and emit its upload event.
 
-        ``options`` are those of ``emit``. The pipeline is validated before anything is
-        stored, so a typo fails at once instead of as a failure event later.
+        The other options are those of ``emit``. The pipeline, image id and callback are
+        checked before anything is stored, so a typo fails at once instead of as a failure
+        event later; the store is retried on outages (``DARKROOM_STORAGE_ATTEMPTS``).
         """
         steps = _steps(pipeline)
         image_id = image_id or uuid.uuid4().hex[:20]
-        self._admit(image_id, self.settings.bucket, options.get("callback_url"))
-        key = f"uploads/{image_id}/{_UNSAFE.sub('_', Path(filename).name) or 'image'}"
-        ctype = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        bucket = self.settings.bucket
+        self._admit(image_id, bucket, callback_url)
+        key = upload_key(image_id, filename)
+        ctype = content_type or mimetypes.guess_type(filename or "")[0] or "application/octet-stream"
         s = self.settings
         retry(
-            partial(self.store.put, s.bucket, key, data, content_type=ctype),
+            partial(self.store.put, bucket, key, data, content_type=ctype),
             attempts=s.storage_attempts,
             backoff_s=s.storage_backoff_s,
             what="upload",
         )
-        return self.emit(key, steps, image_id=image_id, **options)
+        return self.emit(
+            key,
+            steps,
+            bucket=bucket,
+            image_id=image_id,
+            callback_url=callback_url,
+            tenant=tenant,
+            idempotency_key=idempotency_key,
+        )
 
     def emit(
         self,
@@ -105,37 +137,26 @@ class Client:
         image_id = image_id or event_id.replace("-", "")[:20]
         bucket = bucket or self.settings.bucket
         self._admit(image_id, bucket, callback_url)
-        event = {
-            "event_id": event_id,
-            "image_id": image_id,
-            "bucket": bucket,
-            "key": key,
-            "pipeline": steps,
-            "preset": None,
-            "callback_url": callback_url,
-            "tenant": tenant,
-            "idempotency_key": idempotency_key,
-            "submitted_at": now(),
-        }
+        event = upload_event(
+            event_id=event_id,
+            image_id=image_id,
+            bucket=bucket,
+            key=key,
+            pipeline=steps,
+            callback_url=callback_url,
+            tenant=tenant,
+            idempotency_key=idempotency_key,
+            submitted_at=now(),
+        )
         self.send(event)
         return Submission(image_id, event_id, bucket, key, steps)
 
-    def send(self, event: Event) -> None:
-        """Produce one upload event as built (a replay's, say) and wait for the broker's
-        acknowledgement; ``emit`` builds one and sends it here."""
+    def send(self, *events: UploadEvent) -> None:
+        """Produce upload events as built (a replay's, say) and wait for the broker's
+        acknowledgement of every one (``streams.runtime.sender``); ``emit`` builds one and sends it here."""
         topic = self.settings.topic(UPLOADED)
-        with self._lock:
-            producer = self._producer
-        try:
-            refused = deliver(producer, [Record(topic, event["image_id"], self.serdes.upload.encode(event, topic))])
-        except BrokerUnavailable:
-            with self._lock:  # never retry a fenced one
-                if self._producer is producer:
-                    discard_producer(producer)
-                    self._producer = make_producer(self.settings, self.settings.client_timeout_s)
-            raise
-        if refused:
-            raise OutputRejected(f"the broker refused the upload event: {refused[0]}")
+        records = [Record(topic, e["image_id"], self.serdes.upload.encode(e, topic)) for e in events]
+        self._sender.send(records, "the upload event")
 
     def _admit(self, image_id: str, bucket: str, callback_url: str | None) -> None:
         """Refuse here what ingest would refuse (id, bucket, callback target), before anything is stored."""
@@ -180,16 +201,17 @@ class Client:
                 if polled is None or polled.error():
                     continue
                 msg = Received.of(polled)
-                status = topics[msg.topic]
-                serde = self.serdes.completed if status == "completed" else self.serdes.failed
                 try:
-                    event = serde.decode(msg.value, msg.topic)
+                    final: FinalEvent = (
+                        Completion(self.serdes.completed.decode(msg.value, msg.topic))
+                        if topics[msg.topic] == "completed"
+                        else Failure(self.serdes.failed.decode(msg.value, msg.topic))
+                    )
                 except UndecodableEvent:
                     continue  # not ours to judge; the sinks dead-letter such records
-                sub = pending.pop(event["upload_event_id"], None)
+                sub = pending.pop(final.event["upload_event_id"], None)
                 if sub is None:
                     continue
-                final = FinalEvent(status, event)
                 results[sub.image_id] = final
                 if on_final:
                     on_final(sub, final)
@@ -199,8 +221,7 @@ class Client:
 
     def close(self) -> None:
         """Flush what is queued and release the producer's connections."""
-        self._producer.flush(10)
-        del self._producer
+        self._sender.close()
 
     def __enter__(self) -> Client:
         return self
@@ -224,15 +245,15 @@ def summarize(sub: Submission, final: FinalEvent | None) -> dict[str, Any]:
     }
     if final is None:
         return row
-    ev = final.event
     if final.status == "completed":
         row["outputs"] = [
             {k: o[k] for k in ("name", "key", "width", "height", "size", "content_type", "sha256")}
-            for o in ev["outputs"]
+            for o in final.event["outputs"]
         ]
         row["timings"] = [
-            {k: t[k] for k in ("operation", "backend", "details", "duration_ms", "reused")} for t in ev["timings"]
+            {k: t[k] for k in ("operation", "backend", "details", "duration_ms", "reused")}
+            for t in final.event["timings"]
         ]
     else:
-        row["error"] = {k: ev[k] for k in ("error_code", "message", "failed_step", "retryable")}
+        row["error"] = {k: final.event[k] for k in ("error_code", "message", "failed_step", "retryable")}
     return row

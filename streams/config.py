@@ -39,7 +39,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from processors import KNOWN_OPERATIONS
-from processors.errors import ConfigurationError
+from processors.errors import ConfigurationError, InvalidWebhookSecret
 from processors.operation import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS, Limits
 from processors.upscale.config import UpscaleConfig
 
@@ -299,7 +299,7 @@ class Settings(BaseSettings):
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            raise ConfigurationError(_summary(exc)) from None
+            raise _refused(exc) from None
 
     @classmethod
     def settings_customise_sources(
@@ -433,7 +433,7 @@ class Settings(BaseSettings):
         try:
             return type(self).model_validate({**dict(self), **changes})
         except ValidationError as exc:
-            raise ConfigurationError(_summary(exc)) from None
+            raise _refused(exc) from None
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``DARKROOM_*`` variables, e.g. for a worker subprocess; secrets included."""
@@ -489,10 +489,14 @@ def _problem(error: Mapping[str, Any]) -> str:
     return f"{name}{''.join(f'[{part}]' for part in loc[1:])}: {message}"
 
 
-def _summary(exc: ValidationError) -> str:
-    return "invalid configuration: " + "; ".join(
-        _problem(e) for e in exc.errors(include_input=False, include_url=False)
-    )
+def _refused(exc: ValidationError) -> ConfigurationError:
+    """One error for every problem; ``InvalidWebhookSecret`` (its own stable code) when the
+    signing secrets are all that is wrong."""
+    errors = exc.errors(include_input=False, include_url=False)
+    message = "invalid configuration: " + "; ".join(_problem(e) for e in errors)
+    if all((e.get("loc") or ("",))[0] == "webhook_secrets" for e in errors):
+        return InvalidWebhookSecret(message)
+    return ConfigurationError(message)
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

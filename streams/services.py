@@ -19,7 +19,7 @@ from streams.runtime.processes import Child
 from streams.runtime.retry import Backoff
 from streams.runtime.supervisor import Service, Supervisor
 from streams.runtime.topics import ensure_topics
-from streams.sinks import dispatcher
+from streams.sinks import dispatcher, outbox
 from streams.sinks.database import Database
 from streams.sinks.results import results_spec
 from streams.wire.events import Serdes
@@ -100,7 +100,7 @@ def build_supervisor(settings: Settings, names: Sequence[str]) -> Supervisor:
             db.migrate()
     if "results" in names:
         databases.append(Database(settings))
-        specs.append(results_spec(settings, Serdes(settings), databases[-1], dispatcher.enqueue))
+        specs.append(results_spec(settings, Serdes(settings), databases[-1], outbox.enqueue))
     if "webhooks" in names:
         databases.append(Database(settings))
         services.append(dispatcher.Dispatcher(settings, databases[-1]))

@@ -9,7 +9,11 @@ records.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +26,7 @@ from streams.handlers.steps import worker_specs
 from streams.runtime.storage import ObjectStore
 from streams.runtime.supervisor import Supervisor
 from streams.runtime.topics import ensure_topics
+from tests.helpers import PrivatePostgres
 
 
 def _docker_available() -> bool:
@@ -109,6 +114,34 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL cluster for the tests that stop it (tests/helpers.py::PrivatePostgres),
+    in a directory of /tmp the postgres user can reach (pytest's own are root's alone)."""
+    from streams.dev.stack import free_port_block
+
+    root = Path(tempfile.mkdtemp(prefix="darkroom-pg-"))
+    cluster = PrivatePostgres(root, free_port_block(1)[0])
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):  # a test left it stopped
+            cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres_url(private_postgres: PrivatePostgres) -> str:
+    """A fresh database on the private cluster (which the test may stop and start)."""
+    import psycopg
+
+    name = f"darkroom_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(private_postgres.url(), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    return private_postgres.url(name)
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -64,12 +66,33 @@ def decode_all(records: list[Consumed], serde: Any) -> list[dict[str, Any]]:
     return [serde.decode(r.value, r.topic) for r in records]
 
 
-def postgres(action: str) -> None:
-    """``start`` or ``stop`` the machine's PostgreSQL cluster: a real outage of the database."""
-    version = next(Path("/etc/postgresql").iterdir()).name
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action], check=True, capture_output=True
-    )
+class PrivatePostgres:
+    """A PostgreSQL cluster of a test session's own: initdb in a temporary directory, run
+    as the ``postgres`` user on a free loopback port. A test can stop and start it — a
+    real outage — without touching the machine's cluster that every other test uses."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root, self.port = root, port
+        self.data = root / "data"
+        self.bin = next(Path("/usr/lib/postgresql").iterdir()) / "bin"
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.chown(root, "postgres")
+        self._as_postgres("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def _as_postgres(self, tool: str, *args: str) -> None:
+        as_root = os.geteuid() == 0
+        command = [*(["runuser", "-u", "postgres", "--"] if as_root else []), str(self.bin / tool), *args]
+        subprocess.run(command, check=True, capture_output=True, cwd=self.root)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
+
+    def stop(self) -> None:
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
 
 def completion(settings: Settings, serdes: Serdes, image_id: str) -> Record:

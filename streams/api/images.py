@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,9 +37,9 @@ from streams.runtime.storage import ObjectStore
 from streams.sinks.database import Database, Row, now_ms
 from streams.sinks.results import get_result
 from streams.wire import pipeline as pipelines
-from streams.wire.events import IMAGE_ID, Event, api_order_key
+from streams.wire.events import IMAGE_ID, api_order_key, upload_event, upload_key
+from streams.wire.events import safe_filename as safe_filename  # what request parsing names files by
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 DOWNLOAD_URL_TTL = timedelta(hours=1)
 """How long an output's download URL works (as ``darkroom status``'s)."""
 
@@ -107,7 +106,7 @@ class Images:
         What the image is to become is also written beside the upload (``api_order_key``), so
         that where the store sends notifications, the notification ingest starts it as soon
         as the bytes land, with the same event id ``start`` would give it."""
-        key = _object_key(image_id, filename)
+        key = upload_key(image_id, filename)
         ttl = self.settings.api_upload_url_ttl_s
         self._insert(tenant, image_id, key, order, upload_expires_at=now_ms() + ttl * 1000)
         row = self._own(tenant, image_id)
@@ -154,20 +153,19 @@ class Images:
         return self._own(tenant, image_id)
 
     def submit(self, tenant: str, order: Order, image_id: str, data: bytes, filename: str | None, ctype: str) -> Row:
-        """Store the bytes and emit the upload event at once (the direct upload). The image
-        is recorded first: an outage after that leaves a ``pending`` image its owner can see
-        and ``start``, never one processed that ``GET`` does not know."""
+        """Store the bytes and emit the upload event at once (the direct upload), as
+        ``Client.submit`` does for every producer. The image is recorded first (under the
+        key ``Client.submit`` stores it at): an outage after that leaves a ``pending`` image
+        its owner can see and ``start``, never one processed that ``GET`` does not know."""
         if len(data) > self.settings.max_file_bytes:
             raise FileTooLarge(f"the body is over the {self.settings.max_file_bytes}-byte limit")
-        key = _object_key(image_id, filename)
-        self._insert(tenant, image_id, key, order, upload_expires_at=None)
-        s = self.settings
-        put = partial(self.store.put, s.bucket, key, data, content_type=ctype)
-        retry(put, attempts=s.storage_attempts, backoff_s=s.storage_backoff_s, what="upload")
-        sub = self.client.emit(
-            key,
+        self._insert(tenant, image_id, upload_key(image_id, filename), order, upload_expires_at=None)
+        sub = self.client.submit(
+            data,
+            filename,
             order.steps,
             image_id=image_id,
+            content_type=ctype,
             callback_url=order.callback_url,
             tenant=tenant,
             idempotency_key=f"api/{image_id}",
@@ -189,18 +187,17 @@ class Images:
                 raise ApiProblem("not_started", f"image {image_id} was never started: nothing to reprocess")
             first = result["upload_event_id"]
         steps = None if pipeline is None else self.order(pipeline, None, None).steps
-        original: Event = {
-            "event_id": first,
-            "image_id": image_id,
-            "bucket": row["bucket"],
-            "key": row["object_key"],
-            "pipeline": json.loads(row["pipeline"]),
-            "preset": None,
-            "callback_url": row["callback_url"],
-            "tenant": tenant,
-            "idempotency_key": f"api/{image_id}",
-            "submitted_at": datetime.now(UTC),
-        }
+        original = upload_event(
+            event_id=first,
+            image_id=image_id,
+            bucket=row["bucket"],
+            key=row["object_key"],
+            pipeline=json.loads(row["pipeline"]),
+            callback_url=row["callback_url"],
+            tenant=tenant,
+            idempotency_key=f"api/{image_id}",
+            submitted_at=datetime.now(UTC),
+        )
         event = replayed(original, replay_id, ReplayOptions(pipeline=steps, force=force))
         self.client.send(event)
         self._started(image_id, event["event_id"])
@@ -347,14 +344,3 @@ class Images:
                 """,
                 (now, event_id, event_id, now, image_id),
             )
-
-
-def safe_filename(filename: str | None) -> str:
-    """The last part of ``filename`` in ``A-Z a-z 0-9 . _ -``, no leading dots, at most 100 characters."""
-    name = _UNSAFE.sub("_", (filename or "").replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")[:100]
-    return name or "image"
-
-
-def _object_key(image_id: str, filename: str | None) -> str:
-    """Where an image's upload goes: ``uploads/<image id>/<filename>``, beside ``Client.submit``'s."""
-    return f"uploads/{image_id}/{safe_filename(filename)}"

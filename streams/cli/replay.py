@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,19 +99,14 @@ def _selection(args: argparse.Namespace) -> Any:
 
 
 def _when(text: str | None, flag: str) -> datetime | None:
-    """A duration ago (``2h``, ``P1D``) or an ISO 8601 time (naive means UTC)."""
-    from streams.replay.times import parse_datetime, parse_duration
+    from streams.replay.times import parse_time
 
     if text is None:
         return None
     try:
-        return datetime.now(UTC) - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        return parse_datetime(text)
-    except ValueError:
-        raise InvalidParameters(f"{flag}: expected ISO 8601 or a duration such as 2h or P1D, got {text!r}") from None
+        return parse_time(text)
+    except ValueError as exc:
+        raise InvalidParameters(f"{flag}: {exc}") from None
 
 
 def _options(args: argparse.Namespace) -> Any:

@@ -18,7 +18,7 @@ def add_parsers(sub: Any) -> None:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from streams.runtime.storage import ObjectStore
-    from streams.sinks.dispatcher import deliveries
+    from streams.sinks.outbox import Outbox
     from streams.sinks.results import get_result
 
     db = existing_database(settings)
@@ -32,7 +32,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     store = ObjectStore(settings)
     for output in row["outputs"]:
         output["url"] = store.presigned_get(output["bucket"], output["key"])
-    row["webhooks"] = shown(deliveries(db, image_id=args.image_id))
+    row["webhooks"] = shown(Outbox(db).deliveries(image_id=args.image_id))
     if args.json:
         print_json(row)
         return 0

@@ -25,13 +25,13 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.sinks import dispatcher
+    from streams.sinks.outbox import Outbox
 
     if args.ids and args.action != "redeliver":
         raise InvalidParameters(f"webhooks {args.action} takes no positional arguments, got {' '.join(args.ids)!r}")
     if args.action == "list":
         db = existing_database(settings)
-        rows = [] if db is None else shown(dispatcher.deliveries(db, status=args.status))
+        rows = [] if db is None else shown(Outbox(db).deliveries(status=args.status))
         if args.json:
             print_json({"deliveries": rows})
             return 0
@@ -49,12 +49,12 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
         if any(e not in {"image.completed", "image.failed"} for e in events):
             raise InvalidParameters("--events takes completed and/or failed")
         EgressGuard.from_settings(settings).admit(args.url)  # refused here, before a secret is issued
-        sub_id, secret = dispatcher.subscribe(db, args.tenant, args.url, events)
+        sub_id, secret = Outbox(db).subscribe(args.tenant, args.url, events)
         if args.json:
             print_json({"id": sub_id, "secret": secret})
         else:
             print(f"subscription {sub_id}; signing secret (shown once): {secret}")
         return 0
-    count = dispatcher.redeliver(db, args.ids or None)  # redeliver, the last of argparse's choices
+    count = Outbox(db).redeliver(args.ids or None)  # redeliver, the last of argparse's choices
     print(json.dumps({"redelivered": count}) if args.json else f"{count} exhausted deliveries queued again")
     return 0

@@ -40,9 +40,9 @@ from streams.runtime.kafka import Record
 from streams.runtime.retry import retry
 from streams.runtime.storage import ObjectStore
 from streams.runtime.topics import COMPLETED, FAILED, UPLOADED, step_topic
-from streams.runtime.worker import OUTAGES, WorkerSpec
+from streams.runtime.worker import OUTAGES, Event, WorkerSpec
 from streams.wire import events, pipeline
-from streams.wire.events import Event, Serdes
+from streams.wire.events import Output, Serdes, StepRequest, StepTiming, UploadEvent
 
 MANIFEST = "manifest.json"
 
@@ -52,7 +52,7 @@ def _record(settings: Settings, topic: str, event: Event, serde: Any) -> Record:
     return Record(topic=full, key=event["image_id"], value=serde.encode(event, full))
 
 
-def _first_output_key(outputs: list[Event], step_index: int) -> str:
+def _first_output_key(outputs: list[Output], step_index: int) -> str:
     return next(o["key"] for o in outputs if o["step_index"] == step_index)
 
 
@@ -62,12 +62,12 @@ class _Input:
 
     params: Any
     data: bytes
-    identity: Event
+    identity: dict[str, Any]
     """What the outputs are a function of: operation, version, canonical params, input
     sha256 and, where more than those decides the bytes, what the operation plans to run
     (``pixels``: model, weights, backend, precision)."""
     prefix: str
-    manifest: Event | None
+    manifest: dict[str, Any] | None
     """The finished step's record when a redelivery finds one for this identity, else None."""
 
 
@@ -79,10 +79,10 @@ class Ingest:
         self.serdes = serdes
         self.guard = EgressGuard.from_settings(settings)
 
-    def __call__(self, upload: Event, log: Any) -> list[Record]:
+    def __call__(self, upload: UploadEvent, log: Any) -> list[Record]:
         try:
-            if upload.get("callback_url"):  # first: a refused target must never hear of any refusal
-                self.guard.admit(upload["callback_url"], resolve=False)
+            if callback_url := upload.get("callback_url"):  # first: a refused target must never hear of any refusal
+                self.guard.admit(callback_url, resolve=False)
             events.check_source(upload, self.settings.buckets_allowed)
             steps = pipeline.resolve(upload["pipeline"], upload.get("preset"))
             pipeline.validate(steps)
@@ -96,7 +96,7 @@ class Ingest:
         )
         return [_record(self.settings, step_topic(steps[0]["operation"]), request, self.serdes.step)]
 
-    def fail(self, upload: Event, exc: DarkroomError) -> list[Record]:
+    def fail(self, upload: UploadEvent, exc: DarkroomError) -> list[Record]:
         """The failure event of an upload: its rejected pipeline, or one the loop gives up on."""
         step_index, step = (exc.step_index, exc.step) if isinstance(exc, InvalidPipeline) else (None, None)
         failure = events.failed(
@@ -118,14 +118,14 @@ class OperationStep:
         self._prefetched: dict[str, Future[_Input]] = {}
         """Inputs being read ahead, by request event id; only the worker's thread touches it."""
 
-    def prefetch(self, request: Event) -> None:
+    def prefetch(self, request: StepRequest) -> None:
         """Start reading ``request``'s input (and any finished manifest) in the background."""
         if request["event_id"] not in self._prefetched:
             if len(self._prefetched) > 1:  # reads of records never handled (an outage, a rebalance)
                 self._prefetched.clear()
             self._prefetched[request["event_id"]] = self._io.submit(self._read, request)
 
-    def __call__(self, request: Event, log: Any) -> list[Record]:
+    def __call__(self, request: StepRequest, log: Any) -> list[Record]:
         index = request["step_index"]
         log = log.bind(step=self.operation.name, step_index=index)
         try:
@@ -152,7 +152,7 @@ class OperationStep:
         done = events.completed(request, all_outputs, timings)
         return [_record(self.settings, COMPLETED, done, self.serdes.completed)]
 
-    def fail(self, request: Event, exc: DarkroomError) -> list[Record]:
+    def fail(self, request: StepRequest, exc: DarkroomError) -> list[Record]:
         """The failure event of this step's request: the outputs and timings of the steps before it."""
         failure = events.failed(
             request,
@@ -170,7 +170,7 @@ class OperationStep:
         s = self.settings
         return retry(fn, attempts=s.storage_attempts, backoff_s=s.storage_backoff_s, what=what)
 
-    def _read(self, request: Event) -> _Input:
+    def _read(self, request: StepRequest) -> _Input:
         """The input stage: parse params, read the input, find where (and whether) outputs exist."""
         events.check_source(request, self.settings.buckets_allowed)  # step requests can be forged too
         op, index, bucket = self.operation, request["step_index"], request["bucket"]
@@ -179,7 +179,7 @@ class OperationStep:
             partial(self.store.get, bucket, request["input_key"], max_bytes=self.settings.max_file_bytes),
             "read input",
         )
-        identity = {
+        identity: dict[str, Any] = {
             "operation": op.name,
             "version": op.version,
             "params": dict(op.canonical_params(params)),
@@ -191,7 +191,9 @@ class OperationStep:
             manifest = None  # another step's outputs under a colliding digest: never reuse them
         return _Input(params, data, identity, prefix, manifest)
 
-    def _place(self, request: Event, identity: Event, pixels: Mapping[str, str]) -> tuple[Event, str]:
+    def _place(
+        self, request: StepRequest, identity: dict[str, Any], pixels: Mapping[str, str]
+    ) -> tuple[dict[str, Any], str]:
         """The identity with what made the pixels, and the key prefix that hashes it."""
         identity = {k: v for k, v in identity.items() if k != "pixels"}
         if pixels:  # omitted when empty, so such operations keep the keys they always had
@@ -200,7 +202,7 @@ class OperationStep:
         step = f"{request['step_index']:02d}-{self.operation.name}-{digest}"
         return identity, f"{self.settings.output_prefix}/{request['image_id']}/{step}/"
 
-    def _run(self, request: Event, log: Any) -> tuple[list[Event], Event]:
+    def _run(self, request: StepRequest, log: Any) -> tuple[list[Output], StepTiming]:
         started = time.perf_counter()
         op, index, bucket = self.operation, request["step_index"], request["bucket"]
         ahead = self._prefetched.pop(request["event_id"], None)
@@ -222,7 +224,7 @@ class OperationStep:
             "darkroom-input-sha256": identity["input_sha256"],
             "darkroom-operation": f"{op.name}/{op.version}",
         }
-        outputs = [
+        outputs: list[Output] = [
             {
                 "step_index": index,
                 "operation": op.name,
@@ -251,7 +253,7 @@ class OperationStep:
         metrics.STEP_DURATION.labels(op.name, result.backend).observe(timing["duration_ms"] / 1000)
         return outputs, timing
 
-    def _write_output(self, output: Event, rendition: Rendition, metadata: Mapping[str, str], log: Any) -> None:
+    def _write_output(self, output: Output, rendition: Rendition, metadata: Mapping[str, str], log: Any) -> None:
         """Write one output where no object is; if one is (a redelivery, a twin worker), keep it
         and describe what is stored: an object is never replaced by other bytes."""
         bucket, key = output["bucket"], output["key"]
@@ -274,16 +276,18 @@ class OperationStep:
             log.warning("an output with other bytes already exists under this key; keeping it", key=key)
             output["sha256"], output["size"] = sha256, stored.size
 
-    def _manifest(self, bucket: str, prefix: str) -> Event | None:
+    def _manifest(self, bucket: str, prefix: str) -> dict[str, Any] | None:
         """The finished step's manifest (outputs, backend, details), or None if not finished."""
         try:
             raw = self._storage(partial(self.store.get, bucket, prefix + MANIFEST), "read manifest")
         except ObjectMissing:
             return None
-        manifest: Event = json.loads(raw)
+        manifest: dict[str, Any] = json.loads(raw)
         return manifest
 
-    def _timing(self, index: int, started: float, *, backend: str, details: Mapping[str, str], reused: bool) -> Event:
+    def _timing(
+        self, index: int, started: float, *, backend: str, details: Mapping[str, str], reused: bool
+    ) -> StepTiming:
         return {
             "step_index": index,
             "operation": self.operation.name,
@@ -294,12 +298,14 @@ class OperationStep:
         }
 
 
-def ingest_spec(settings: Settings, serdes: Serdes) -> WorkerSpec:
+def ingest_spec(settings: Settings, serdes: Serdes) -> WorkerSpec[UploadEvent]:
     ingest = Ingest(settings, serdes)
     return WorkerSpec(
         name="ingest",
         group_id=settings.topic("darkroom.ingest"),
         topics=(settings.topic(UPLOADED),),
+        # the loop hands ``handle`` and ``fail`` what ``decode`` returned, untyped
+        # (``runtime.worker.Event``): here all three speak UploadEvent
         decode=serdes.upload.decode,
         handle=ingest,
         fail=ingest.fail,
@@ -313,7 +319,7 @@ def operation_for(settings: Settings, name: str) -> Operation:
     return get_operation(name)
 
 
-def operation_spec(settings: Settings, serdes: Serdes, store: ObjectStore, operation: str) -> WorkerSpec:
+def operation_spec(settings: Settings, serdes: Serdes, store: ObjectStore, operation: str) -> WorkerSpec[StepRequest]:
     """The worker of one operation; unknown or unavailable operations raise here."""
     op = operation_for(settings, operation)
     step = OperationStep(settings, serdes, store, op)
@@ -321,6 +327,7 @@ def operation_spec(settings: Settings, serdes: Serdes, store: ObjectStore, opera
         name=operation,
         group_id=settings.topic(f"darkroom.{operation}"),
         topics=(settings.topic(step_topic(operation)),),
+        # as in ``ingest_spec``: all four speak StepRequest
         decode=serdes.step.decode,
         handle=step,
         fail=step.fail,
@@ -329,7 +336,7 @@ def operation_spec(settings: Settings, serdes: Serdes, store: ObjectStore, opera
     )
 
 
-def worker_specs(settings: Settings, names: Sequence[str]) -> list[WorkerSpec]:
+def worker_specs(settings: Settings, names: Sequence[str]) -> list[WorkerSpec[Any]]:
     """Specs for ``ingest`` and/or operation names, sharing one serde set and store."""
     serdes = Serdes(settings)
     store = ObjectStore(settings)

@@ -36,7 +36,7 @@ from streams.runtime.retry import retry
 from streams.runtime.storage import ObjectStore
 from streams.runtime.topics import UPLOADED
 from streams.runtime.worker import Event, WorkerSpec
-from streams.wire.events import Serdes, api_order_key, derived_id, idempotent_event_id
+from streams.wire.events import Serdes, UploadEvent, api_order_key, derived_id, idempotent_event_id, upload_event
 
 
 def image_id(bucket: str, key: str) -> str:
@@ -49,37 +49,35 @@ def event_id(obj: minio.ObjectEvent) -> str:
     return derived_id("notification", json.dumps([obj.bucket, obj.key, obj.etag, obj.sequencer]))
 
 
-def upload(obj: minio.ObjectEvent, rule: rules.Rule) -> Event:
+def upload(obj: minio.ObjectEvent, rule: rules.Rule) -> UploadEvent:
     """The upload event of a stored object, as ``rule`` says."""
-    return {
-        "event_id": event_id(obj),
-        "image_id": image_id(obj.bucket, obj.key),
-        "bucket": obj.bucket,
-        "key": obj.key,
-        "pipeline": list(rule.steps),
-        "preset": rule.preset,
-        "callback_url": rule.callback_url,
-        "tenant": rule.tenant,
-        "idempotency_key": None,
-        "submitted_at": obj.time,
-    }
+    return upload_event(
+        event_id=event_id(obj),
+        image_id=image_id(obj.bucket, obj.key),
+        bucket=obj.bucket,
+        key=obj.key,
+        pipeline=rule.steps,
+        preset=rule.preset,
+        callback_url=rule.callback_url,
+        tenant=rule.tenant,
+        submitted_at=obj.time,
+    )
 
 
-def ordered_upload(obj: minio.ObjectEvent, order: Event) -> Event:
+def ordered_upload(obj: minio.ObjectEvent, order: dict[str, Any]) -> UploadEvent:
     """The upload event of an image the HTTP API created, as its ``start`` emits it."""
     idempotency_key = f"api/{order['image_id']}"
-    return {
-        "event_id": idempotent_event_id(order["tenant"], idempotency_key),
-        "image_id": order["image_id"],
-        "bucket": obj.bucket,
-        "key": obj.key,
-        "pipeline": order["pipeline"],
-        "preset": None,
-        "callback_url": order["callback_url"],
-        "tenant": order["tenant"],
-        "idempotency_key": idempotency_key,
-        "submitted_at": obj.time,
-    }
+    return upload_event(
+        event_id=idempotent_event_id(order["tenant"], idempotency_key),
+        image_id=order["image_id"],
+        bucket=obj.bucket,
+        key=obj.key,
+        pipeline=order["pipeline"],
+        callback_url=order["callback_url"],
+        tenant=order["tenant"],
+        idempotency_key=idempotency_key,
+        submitted_at=obj.time,
+    )
 
 
 def decode(value: bytes | None, _topic: str) -> Event:
@@ -119,7 +117,7 @@ class Notifications:
             records.append(Record(self.topic, made["image_id"], self.serdes.upload.encode(made, self.topic)))
         return records
 
-    def _order(self, obj: minio.ObjectEvent) -> Event | None:
+    def _order(self, obj: minio.ObjectEvent) -> dict[str, Any] | None:
         """The HTTP API's order for this object, if the API created its image (else None).
         The store not answering is an outage: the loop pauses and asks again."""
         parts = obj.key.split("/")
@@ -128,13 +126,13 @@ class Notifications:
         s = self.settings
         read = partial(self.store.get, obj.bucket, api_order_key(s.output_prefix, parts[1]), max_bytes=64 * 1024)
         try:
-            order: Event = json.loads(retry(read, attempts=s.storage_attempts, backoff_s=s.storage_backoff_s))
+            order: dict[str, Any] = json.loads(retry(read, attempts=s.storage_attempts, backoff_s=s.storage_backoff_s))
         except ObjectMissing:
             return None
         return order if order.get("key") == obj.key else None
 
 
-def notifications_spec(settings: Settings, serdes: Serdes | None = None) -> WorkerSpec:
+def notifications_spec(settings: Settings, serdes: Serdes | None = None) -> WorkerSpec[Event]:
     """The notifications worker; its rules are loaded and checked here (``ConfigurationError``)."""
     if not settings.notifications_topic:
         raise ConfigurationError(f"{PREFIX}NOTIFICATIONS_TOPIC is not set: no topic to read notifications from")

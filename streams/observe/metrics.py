@@ -67,6 +67,12 @@ IN_FLIGHT = Gauge(
     ["worker"],
     multiprocess_mode="livesum",
 )
+STALLS = Counter(
+    "darkroom_worker_stalls_total",
+    "Times a worker's watchdog found it stalled (lag nobody reads, positions past a partition's end,"
+    " a member the broker forgot) and rebuilt its clients.",
+    ["worker"],
+)
 RESTARTS = Counter(
     "darkroom_service_restarts_total", "Services (threads or processes) restarted after a crash.", ["service"]
 )
@@ -78,9 +84,16 @@ CONSUMER_LAG = Gauge(
     multiprocess_mode="livemax",
 )
 
+
+def exported_name(metric: Counter | Gauge | Histogram) -> str:
+    """The name ``metric``'s samples are exported under: a counter's with its ``_total``
+    (prometheus-client keeps the name without it); a histogram's buckets add ``_bucket``."""
+    return metric._name + ("_total" if isinstance(metric, Counter) else "")
+
+
 NAMES = tuple(
     sorted(
-        m._name + ("_total" if isinstance(m, Counter) else "")
+        exported_name(m)
         for m in (
             RECORDS_CONSUMED,
             RECORDS_PRODUCED,
@@ -94,6 +107,7 @@ NAMES = tuple(
             RESULT_BATCH_SIZE,
             RESULT_TRANSACTION,
             IN_FLIGHT,
+            STALLS,
             RESTARTS,
             CONSUMER_LAG,
         )

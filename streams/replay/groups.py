@@ -1,4 +1,4 @@
-"""Consumer groups: list them, and move their committed offsets like ``kafka-consumer-groups``.
+"""Consumer groups: list them with their lag, and move their committed offsets like ``kafka-consumer-groups``.
 
 A reset is planned first (``plan_reset``: every partition's current and new offset,
 clamped to what the partition holds) and executed separately (``execute_reset``), so
@@ -20,8 +20,20 @@ from confluent_kafka.admin import AdminClient, ConsumerGroupDescription
 
 from processors.errors import BrokerUnavailable, GroupActive, InvalidParameters
 from streams.config import Settings
-from streams.replay.offsets import TIMEOUT_S, broker_errors, earliest_offsets, end_offsets, offsets_at
 from streams.runtime.kafka import make_admin
+from streams.runtime.offsets import (
+    TIMEOUT_S,
+    Key,
+    broker_errors,
+    committed,
+    earliest_offsets,
+    end_offsets,
+    fetched_ends,
+    group_positions,
+    lag,
+    offsets_at,
+    topic_partitions,
+)
 
 _IDLE_STATES = frozenset({ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD})
 _MEMBER_ERRORS = frozenset(
@@ -56,20 +68,6 @@ def _describe(admin: AdminClient, group: str) -> ConsumerGroupDescription:
     return description
 
 
-def committed(
-    admin: AdminClient, group: str, partitions: Sequence[TopicPartition] | None = None
-) -> dict[tuple[str, int], int]:
-    """The group's committed offsets by (topic, partition); partitions without one are left out."""
-    request = ConsumerGroupTopicPartitions(group, list(partitions) if partitions else None)
-    answer = admin.list_consumer_group_offsets([request], request_timeout=TIMEOUT_S)[group].result(TIMEOUT_S)
-    for tp in answer.topic_partitions:
-        if tp.error is not None:
-            raise BrokerUnavailable(
-                f"cannot read group {group}'s offset of {tp.topic} [{tp.partition}]: {tp.error.str()}"
-            )
-    return {(tp.topic, tp.partition): tp.offset for tp in answer.topic_partitions if tp.offset >= 0}
-
-
 def _state_name(state: Enum) -> str:
     return str(state.name).lower()
 
@@ -101,14 +99,42 @@ def list_groups(settings: Settings) -> list[dict[str, Any]]:
     return rows
 
 
+def lags(settings: Settings, timeout_s: float = TIMEOUT_S) -> list[dict[str, Any]]:
+    """``list_groups`` rows, each with ``lag``: (topic, partition) → records after where the
+    group stands (``group_positions``), for every partition of the topics it has committed
+    offsets for. The broker has ``timeout_s`` to answer a first topic listing at all.
+
+    Ends are fetched high watermarks (right on both brokers), each read from the lowest
+    position any group stands at, so a caught-up group costs an empty fetch.
+    """
+    admin = _admin(settings)
+    with broker_errors(f"cannot reach Kafka at {settings.bootstrap_servers()}"):
+        topics = topic_partitions(admin, timeout_s)
+    groups = list_groups(settings)
+    positions = {
+        g["group"]: group_positions(settings, admin, g["group"], {t: topics.get(t, []) for t in g["topics"]})
+        for g in groups
+    }
+    starts: dict[Key, int] = {}
+    for here in positions.values():
+        for key, offset in here.items():
+            starts[key] = min(offset, starts.get(key, offset))
+    ends = fetched_ends(
+        settings, [TopicPartition(t, p, offset) for (t, p), offset in sorted(starts.items())], TIMEOUT_S
+    )
+    for g in groups:
+        g["lag"] = lag(ends, positions[g["group"]])
+    return groups
+
+
 def _partitions_of(admin: AdminClient, topic: str) -> list[int]:
-    """The topic's partitions, from the whole topic list: asking for the one topic by name
-    would create it on a broker that auto-creates topics (the embedded one does)."""
+    """The topic's partitions (``topic_partitions``: never asked for by name, which would
+    create it on a broker that auto-creates topics)."""
     with broker_errors(f"cannot look up topic {topic}"):
-        meta = admin.list_topics(timeout=TIMEOUT_S).topics.get(topic)
-    if meta is None or meta.error is not None or not meta.partitions:
+        partitions = topic_partitions(admin).get(topic)
+    if not partitions:
         raise InvalidParameters(f"no topic {topic!r} (name it as `darkroom groups list` shows it)")
-    return sorted(meta.partitions)
+    return partitions
 
 
 def _targets(

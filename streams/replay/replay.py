@@ -25,13 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from processors.errors import BrokerUnavailable, ConfigurationError, InvalidPipeline, OutputRejected
+from processors.errors import ConfigurationError, InvalidPipeline
 from streams.config import Settings
 from streams.replay.select import Found
-from streams.runtime.kafka import Record, deliver, discard_producer, make_producer
+from streams.runtime.kafka import Record
+from streams.runtime.sender import Sender
 from streams.runtime.topics import UPLOADED
 from streams.wire import pipeline as pipelines
-from streams.wire.events import Event, Serdes, derived_id, now
+from streams.wire.events import Serdes, UploadEvent, derived_id, now, upload_event
 
 BATCH = 500
 """Uploads per delivery wait and saved progress."""
@@ -55,7 +56,7 @@ class ReplayState:
 
     replay_id: str
     options: ReplayOptions
-    uploads: list[Event]
+    uploads: list[UploadEvent]
     emitted: int = 0
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -69,23 +70,29 @@ def new_state(found: Sequence[Found], options: ReplayOptions) -> ReplayState:
     return ReplayState(f"rp-{uuid.uuid4().hex[:12]}", options, [f.upload for f in found])
 
 
-def replayed_event_id(upload: Event, replay_id: str) -> str:
+def replayed_event_id(upload: UploadEvent, replay_id: str) -> str:
     """The event id ``upload`` gets in replay ``replay_id``: the same whenever it is derived again."""
     return derived_id(upload["event_id"], f"replay/{replay_id}")
 
 
-def replayed(upload: Event, replay_id: str, options: ReplayOptions) -> Event:
-    """The new upload event that re-drives ``upload`` in replay ``replay_id``."""
-    return {
-        **upload,
-        "event_id": replayed_event_id(upload, replay_id),
-        "replay_of": upload.get("replay_of") or upload["event_id"],
-        "pipeline": options.pipeline if options.pipeline is not None else upload["pipeline"],
-        "preset": None if options.pipeline is not None else upload.get("preset"),
-        "force": options.force,
-        "notify": options.notify,
-        "submitted_at": now(),
-    }
+def replayed(upload: UploadEvent, replay_id: str, options: ReplayOptions) -> UploadEvent:
+    """The new upload event that re-drives ``upload`` in replay ``replay_id``: the original's
+    image, object, tenant, callback and idempotency key, submitted now."""
+    return upload_event(
+        event_id=replayed_event_id(upload, replay_id),
+        image_id=upload["image_id"],
+        bucket=upload["bucket"],
+        key=upload["key"],
+        pipeline=options.pipeline if options.pipeline is not None else upload["pipeline"],
+        preset=None if options.pipeline is not None else upload.get("preset"),
+        callback_url=upload.get("callback_url"),
+        tenant=upload.get("tenant"),
+        idempotency_key=upload.get("idempotency_key"),
+        submitted_at=now(),
+        replay_of=upload.get("replay_of") or upload["event_id"],
+        force=options.force,
+        notify=options.notify,
+    )
 
 
 def state_path(settings: Settings, replay_id: str) -> Path:
@@ -124,11 +131,14 @@ def load(settings: Settings, replay_id: str) -> ReplayState:
         raise ConfigurationError(
             f"replay {replay_id}'s state in {path.parent} is unreadable ({type(exc).__name__})"
         ) from None
-    uploads = [{**u, "submitted_at": datetime.fromtimestamp(u["submitted_at"] / 1000, UTC)} for u in doc["uploads"]]
+    uploads = [
+        upload_event(**{**u, "submitted_at": datetime.fromtimestamp(u["submitted_at"] / 1000, UTC)})
+        for u in doc["uploads"]
+    ]
     return ReplayState(doc["replay_id"], ReplayOptions(**doc["options"]), uploads, emitted, doc["created_at"])
 
 
-def _jsonable(upload: Event) -> Event:
+def _jsonable(upload: UploadEvent) -> dict[str, Any]:
     return {**upload, "submitted_at": int(upload["submitted_at"].timestamp() * 1000)}
 
 
@@ -147,20 +157,14 @@ def run(
     """
     topic = settings.topic(UPLOADED)
     serde = Serdes(settings).upload
-    producer = make_producer(settings, settings.client_timeout_s)
+    sender = Sender(settings)
     started, first = time.monotonic(), state.emitted
     save(settings, state)
     while not state.done and not (stop is not None and stop.is_set()):
         size = BATCH if state.options.rate is None else max(1, min(BATCH, int(state.options.rate)))
         batch = state.uploads[state.emitted : state.emitted + size]
         events = [replayed(u, state.replay_id, state.options) for u in batch]
-        try:
-            refused = deliver(producer, [Record(topic, e["image_id"], serde.encode(e, topic)) for e in events])
-        except BrokerUnavailable:
-            discard_producer(producer)
-            raise
-        if refused:
-            raise OutputRejected(f"the broker refused a replayed upload: {next(iter(refused.values()))}")
+        sender.send([Record(topic, e["image_id"], serde.encode(e, topic)) for e in events], "a replayed upload")
         state.emitted += len(batch)
         save(settings, state)
         if progress is not None:

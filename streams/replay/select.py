@@ -20,11 +20,11 @@ from confluent_kafka import TopicPartition
 
 from processors.errors import UndecodableEvent
 from streams.config import Settings
-from streams.replay.offsets import IDLE_S, broker_errors, offsets_at, reader_id
-from streams.runtime.kafka import make_consumer
-from streams.runtime.topics import UPLOADED, read_until_idle
+from streams.runtime.kafka import make_admin
+from streams.runtime.offsets import broker_errors, offsets_at, read_until_idle, reader_id, topic_partitions
+from streams.runtime.topics import UPLOADED
 from streams.sinks.database import Database
-from streams.wire.events import Event, Serdes
+from streams.wire.events import Serdes, UploadEvent
 
 Outcome = Literal["completed", "failed"]
 
@@ -52,7 +52,7 @@ class Selection:
 class Found:
     """A selected upload: the event as the topic holds it, and where it is."""
 
-    upload: Event
+    upload: UploadEvent
     timestamp_ms: int
     partition: int
     offset: int
@@ -126,18 +126,14 @@ def _scan(settings: Settings, selection: Selection, image_ids: Collection[str], 
     since, until = _ms(selection.since), _ms(selection.until)
     serde = Serdes(settings).upload
     with broker_errors(f"cannot read {topic}"):
-        probe = make_consumer(settings, reader_id())
-        try:
-            partitions = sorted(probe.list_topics(topic, timeout=10).topics[topic].partitions)
-        finally:
-            probe.close()
+        partitions = topic_partitions(make_admin(settings)).get(topic, [])
         starts: dict[int, int | None] = (
             offsets_at(settings, topic, partitions, since) if since is not None else dict.fromkeys(partitions, 0)
         )
         positions = [TopicPartition(topic, p, start) for p, start in starts.items() if start is not None]
         keys = {k.encode() for k in image_ids}
         out: list[Found] = []
-        for msg in read_until_idle(settings, positions, reader_id(), IDLE_S):
+        for msg in read_until_idle(settings, positions, reader_id()):
             into.scanned += 1
             _, ts = msg.timestamp()
             if (since is not None and ts < since) or (until is not None and ts >= until):

@@ -1,7 +1,8 @@
 """Times and durations as operators type them: ``2h``, ``30m``, ``P1D``, ``2026-11-30T12:00Z``.
 
-One parser each, shared by ``replay --since/--until`` and ``groups reset --to-datetime /
---by-duration``, so both commands read the same text the same way.
+One parser each, shared by ``replay --since/--until`` (``parse_time``: either, a duration
+meaning that long ago) and ``groups reset --to-datetime / --by-duration``, so both
+commands read the same text the same way.
 """
 
 from __future__ import annotations
@@ -46,3 +47,16 @@ def parse_datetime(text: str) -> datetime:
     except ValueError:
         raise ValueError(f"not an ISO 8601 date or time: {text!r}") from None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def parse_time(text: str, now: datetime | None = None) -> datetime:
+    """A duration ago (``2h``, ``P1D``: ``now`` minus it) or an ISO 8601 time (naive means
+    UTC), as an aware UTC datetime. Raises ``ValueError`` for anything else."""
+    try:
+        return (now or datetime.now(UTC)) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return parse_datetime(text)
+    except ValueError:
+        raise ValueError(f"expected ISO 8601 or a duration such as 2h or P1D, got {text!r}") from None

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from processors.errors import AccessRefused, BrokerUnavailable
@@ -42,6 +42,64 @@ _PERMANENT = frozenset(
 _FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
 _DENIED = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED})
 """Refused credentials or ACLs: the worker stops and says so instead of failing the backlog."""
+
+
+class KafkaMessage(Protocol):
+    """What the loop reads of a consumed record (``confluent_kafka.Message``)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def error(self) -> KafkaError | None: ...
+
+
+class KafkaConsumer(Protocol):
+    """The seam between the loop and librdkafka's consumer: what ``Worker`` and its watchdog
+    call, as confluent-kafka types it. ``confluent_kafka.Consumer`` is one; tests plug in an
+    in-memory one."""
+
+    def subscribe(
+        self, topics: list[str], on_assign: Any = None, on_revoke: Any = None, on_lost: Any = None
+    ) -> None: ...
+    def poll(self, timeout: float = -1) -> Any: ...
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Any]: ...
+    def assignment(self) -> list[TopicPartition]: ...
+    def pause(self, partitions: list[TopicPartition]) -> None: ...
+    def resume(self, partitions: list[TopicPartition]) -> None: ...
+    def seek(self, partition: TopicPartition) -> None: ...
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: Literal[False]) -> list[TopicPartition]: ...
+    def committed(self, partitions: list[TopicPartition], timeout: float = -1) -> list[TopicPartition]: ...
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]: ...
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float = -1, cached: bool = False
+    ) -> tuple[int, int]: ...
+    def memberid(self) -> str: ...
+    def close(self) -> None: ...
+
+
+class KafkaProducer(Protocol):
+    """The seam between ``deliver`` and librdkafka's producer (``confluent_kafka.Producer`` is one)."""
+
+    def produce(
+        self,
+        topic: str,
+        value: str | bytes | None = None,
+        key: str | bytes | None = None,
+        partition: int = -1,
+        callback: Any = None,
+        on_delivery: Any = None,
+        timestamp: int = 0,
+        headers: Any = None,
+    ) -> None: ...
+    def poll(self, timeout: float = -1) -> int: ...
+    def flush(self, timeout: float = -1) -> int: ...
+    def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None: ...
+
+
+ConsumerFactory = Callable[..., KafkaConsumer]
+"""``make_consumer``'s shape: (settings, group id, **extra librdkafka config) → a consumer."""
 
 
 class ProducerFailed(BrokerUnavailable):
@@ -99,7 +157,7 @@ def make_producer(settings: Settings, delivery_timeout_s: float = 30.0) -> Produ
     )
 
 
-def discard_producer(old: Producer) -> None:
+def discard_producer(old: KafkaProducer) -> None:
     """Drop a producer whose delivery failed; the caller makes a new one and sends again.
 
     The old one may be fenced or in a state the broker no longer accepts (seen on the
@@ -151,7 +209,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def deliver(producer: Producer, records: Sequence[Record], timeout_s: float = 60.0) -> dict[int, str]:
+def deliver(producer: KafkaProducer, records: Sequence[Record], timeout_s: float = 60.0) -> dict[int, str]:
     """Produce ``records`` and wait for every delivery report.
 
     Returns the records the broker refused for good, by index, with the reason. Raises

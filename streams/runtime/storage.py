@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 import urllib3
 from minio import Minio
@@ -43,6 +44,27 @@ class ObjectInfo:
     size: int
     content_type: str
     metadata: Mapping[str, str]
+
+
+class Store(Protocol):
+    """The seam between darkroom and object storage: what the steps, the client, the API
+    and the notifications ingest call. ``ObjectStore`` is the one on S3; tests plug in an
+    in-memory one. Errors are darkroom's (``ObjectMissing``, ``StorageUnavailable``,
+    ``AccessRefused``, ``FileTooLarge``), never the SDK's."""
+
+    def ensure_bucket(self, bucket: str) -> None: ...
+    def stat(self, bucket: str, key: str) -> ObjectInfo: ...
+    def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> bytes: ...
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: Mapping[str, str] | None = None,
+        if_absent: bool = False,
+    ) -> bool: ...
 
 
 @contextmanager

@@ -15,7 +15,7 @@ import signal
 import threading
 from collections.abc import Iterator, Sequence
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -64,7 +64,7 @@ class Supervisor:
     def __init__(
         self,
         settings: Settings,
-        specs: Sequence[WorkerSpec],
+        specs: Sequence[WorkerSpec[Any]],
         services: Sequence[Service] = (),
         resources: Sequence[Closeable] = (),
     ) -> None:

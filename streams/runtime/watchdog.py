@@ -27,15 +27,16 @@ up (the process exits non-zero) when rebuilding does not help.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from processors.errors import BrokerUnavailable
 from streams.config import Settings
-from streams.runtime.kafka import make_admin
-from streams.runtime.topics import fetched_ends
+from streams.runtime.kafka import KafkaConsumer, make_admin
+from streams.runtime.offsets import fetched_end, fetched_ends
 
 _ASK_TIMEOUT_S = 10.0
 _NOT_REACHED_EVERY_S = 60.0
@@ -50,19 +51,16 @@ class Stall:
     rewind: list[TopicPartition] = field(default_factory=list)
 
 
-def _fetched(consumer: Consumer, tp: TopicPartition) -> bool:
-    """Whether a fetch for ``tp`` has been answered (it left a high watermark behind)."""
-    marks = consumer.get_watermark_offsets(tp, cached=True)
-    return marks is not None and marks[1] >= 0
-
-
 class Watchdog:
     """The checks of one worker's consumer; their state lives here, not on the worker."""
 
-    def __init__(self, settings: Settings, group_id: str, log: Any) -> None:
+    def __init__(
+        self, settings: Settings, group_id: str, log: Any, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.settings = settings
         self.group_id = group_id
         self.log = log
+        self.clock = clock
         self._unstarted_since: float | None = None
         self._asked = 0.0
         self._not_reached_said = 0.0
@@ -72,7 +70,7 @@ class Watchdog:
         """A new consumer: nothing it holds has been watched yet."""
         self._unstarted_since = None
 
-    def check(self, consumer: Consumer, free_s: float) -> Stall | None:
+    def check(self, consumer: KafkaConsumer, free_s: float) -> Stall | None:
         """A ``Stall`` if the consumer is stalled. ``free_s``: how long the worker has been
         free to make progress (no batch in hand, no outage) without committing."""
         assignment = consumer.assignment()
@@ -82,7 +80,7 @@ class Watchdog:
         if (stall := self._never_fetched(consumer, assignment)) is not None:
             return stall
         every = min(self.settings.stuck_after_s, 30.0)
-        now = time.monotonic()
+        now = self.clock()
         if free_s < self.settings.stuck_after_s or now - self._asked < every:
             return None
         self._asked = now
@@ -94,18 +92,18 @@ class Watchdog:
                 self.log.warning("no progress, and the broker cannot say why", error=exc.message, idle_s=round(free_s))
             return None
 
-    def _never_fetched(self, consumer: Consumer, assignment: list[TopicPartition]) -> Stall | None:
-        if any(_fetched(consumer, tp) for tp in assignment):
+    def _never_fetched(self, consumer: KafkaConsumer, assignment: list[TopicPartition]) -> Stall | None:
+        if any(fetched_end(consumer, tp) is not None for tp in assignment):
             self._unstarted_since = None
             return None
-        now = time.monotonic()
+        now = self.clock()
         if self._unstarted_since is None:
             self._unstarted_since = now
         elif (idle := now - self._unstarted_since) > max(30.0, 3 * self.settings.session_timeout_ms / 1000):
             return Stall(f"{len(assignment)} partitions assigned, none fetched for {idle:.0f}s")
         return None
 
-    def _ask_broker(self, consumer: Consumer, assignment: list[TopicPartition], free_s: float) -> Stall | None:
+    def _ask_broker(self, consumer: KafkaConsumer, assignment: list[TopicPartition], free_s: float) -> Stall | None:
         try:
             committed = consumer.committed(assignment, timeout=_ASK_TIMEOUT_S)
             positions = {(tp.topic, tp.partition): tp.offset for tp in consumer.position(assignment)}
@@ -131,7 +129,7 @@ class Watchdog:
             return Stall(f"lag {lag} on {len(assignment)} partitions and no commit for {free_s:.0f}s")
         return self._forgotten(consumer)
 
-    def _beginning(self, consumer: Consumer, tp: TopicPartition) -> int:
+    def _beginning(self, consumer: KafkaConsumer, tp: TopicPartition) -> int:
         """The partition's first offset (its low watermark; right on both brokers)."""
         try:
             marks = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), _ASK_TIMEOUT_S)
@@ -141,7 +139,7 @@ class Watchdog:
             raise BrokerUnavailable(f"no answer for where {tp.topic} [{tp.partition}] begins")
         return max(0, marks[0])
 
-    def _forgotten(self, consumer: Consumer) -> Stall | None:
+    def _forgotten(self, consumer: KafkaConsumer) -> Stall | None:
         """A ``Stall`` if the broker lists the group's members and this consumer is not among
         them. The embedded broker lists none for any group, so there it says nothing."""
         if self._admin is None:

@@ -44,14 +44,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from processors.errors import (
     AccessRefused,
@@ -66,7 +66,19 @@ from processors.errors import (
 from streams.config import Settings
 from streams.observe import metrics
 from streams.observe.health import HEALTH, LoopState
-from streams.runtime.kafka import ProducerFailed, Record, deliver, discard_producer, make_consumer, make_producer
+from streams.runtime.kafka import (
+    ConsumerFactory,
+    KafkaConsumer,
+    KafkaMessage,
+    KafkaProducer,
+    ProducerFailed,
+    Record,
+    deliver,
+    discard_producer,
+    make_consumer,
+    make_producer,
+)
+from streams.runtime.offsets import fetched_lag
 from streams.runtime.outage import Outage
 from streams.runtime.retry import backoff_delay
 from streams.runtime.topics import DEAD_LETTER
@@ -90,15 +102,11 @@ class _Stopping(DependencyUnavailable):
     the record stays uncommitted and is read again, never failed early."""
 
 
-Event = dict[str, Any]
-Decoder = Callable[[bytes | None, str], Event]
-Handler = Callable[[Event, Any], list[Record]]
-"""Turns one decoded event into the records to produce; gets a bound structlog logger.
-Raises ``OUTAGES`` to pause; anything else unexpected makes the record a poison suspect."""
-Failer = Callable[[Event, DarkroomError], list[Record]]
-"""The records that finalize an event that will not be handled (its failure event)."""
-BatchWriter = Callable[[list[tuple["Received", Event]], Any], None]
-"""A sink: makes a whole batch of decoded events durable (one transaction) before returning."""
+Event = Mapping[str, Any]
+"""Any decoded record, as the loop sees it: it reads ``image_id`` and ``event_id`` for its
+log lines and hands the rest to the spec's functions, typed as their records are
+(``streams.wire.events``)."""
+E = TypeVar("E", bound=Event)
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,7 @@ class Received:
     value: bytes | None
 
     @classmethod
-    def of(cls, msg: Message) -> Received:
+    def of(cls, msg: KafkaMessage) -> Received:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         if topic is None or partition is None or offset is None:
             raise BrokerUnavailable("consumed a record without a position")
@@ -120,21 +128,26 @@ class Received:
 
 
 @dataclass(frozen=True)
-class WorkerSpec:
-    """One consumer group: its topics, its decoder, and either a per-record handler or a sink."""
+class WorkerSpec(Generic[E]):
+    """One consumer group: its topics, its decoder, and either a per-record handler or a
+    sink, all over one record type ``E``."""
 
     name: str
     group_id: str
     topics: tuple[str, ...]
-    decode: Decoder
-    handle: Handler | None = None
-    write: BatchWriter | None = None
-    fail: Failer | None = None
+    decode: Callable[[bytes | None, str], E]
+    """Bytes → the record; raises ``UndecodableEvent`` (dead-lettered) or an outage (the registry)."""
+    handle: Callable[[E, Any], list[Record]] | None = None
+    """Turns one record into the records to produce; gets a bound structlog logger. Raises
+    ``OUTAGES`` to pause; anything else unexpected makes the record a poison suspect."""
+    write: Callable[[list[tuple[Received, E]], Any], None] | None = None
+    """A sink: makes a whole batch of records durable (one transaction) before returning."""
+    fail: Callable[[E, DarkroomError], list[Record]] | None = None
     """Finalizes an event the loop gives up on (poison, spent retry budget, refused output);
     without it such records are dead-lettered, or (outages) waited for indefinitely."""
     max_batch: int | None = None
     """Caps ``Settings.batch_size`` for slow handlers, so a crash repeats little work."""
-    prefetch: Callable[[Event], None] | None = None
+    prefetch: Callable[[E], None] | None = None
     """Given the next event of the batch while ``handle`` works on the current one, so the
     next input's storage reads overlap the current computation (at most one ahead)."""
 
@@ -145,7 +158,8 @@ class _Done:
 
     msg: Received
     records: list[Record]
-    event: Event | None = None
+    event: Any = None
+    """The decoded record (the spec's type), None while undecodable."""
 
 
 @dataclass
@@ -169,14 +183,20 @@ def _positions(batch: Sequence[Received], *, first: bool) -> list[TopicPartition
     return [TopicPartition(topic, partition, offset) for (topic, partition), offset in positions.items()]
 
 
-class Worker:
+class Worker(Generic[E]):
     def __init__(
-        self, settings: Settings, spec: WorkerSpec, producers: Callable[[Settings], Producer] = make_producer
+        self,
+        settings: Settings,
+        spec: WorkerSpec[E],
+        producers: Callable[[Settings], KafkaProducer] = make_producer,
+        consumers: ConsumerFactory = make_consumer,
     ) -> None:
-        """``producers`` makes the worker's producer, again after one was declared unusable."""
+        """``producers`` makes the worker's producer, again after one was declared unusable;
+        ``consumers`` its consumer, again after a stall (both the seams tests plug into)."""
         self.settings = settings
         self.spec = spec
         self.producers = producers
+        self.consumers = consumers
         self.name = f"worker-{spec.name}"
         self.log = structlog.get_logger("darkroom.worker").bind(worker=spec.name, group=spec.group_id)
         self._stop = threading.Event()
@@ -203,6 +223,7 @@ class Worker:
         """Process records until ``stop`` is set; the batch in hand is always finished."""
         self._stop = stop
         self.health = self.outage.health = HEALTH.register(self.spec.name)
+        metrics.STALLS.labels(self.spec.name)  # at 0 from the start: increase() sees the first one
         consumer = self._subscribed()
         producer = self.producers(self.settings)
         producer_failures = 0
@@ -256,17 +277,19 @@ class Worker:
             consumer.close()  # leaves the group so partitions move without waiting for a timeout
             self.log.info("worker stopped")
 
-    def _subscribed(self) -> Consumer:
+    def _subscribed(self) -> KafkaConsumer:
         extra = (
             {"group.instance.id": f"{self.settings.instance_id}.{self.spec.name}"} if self.settings.instance_id else {}
         )
-        consumer = make_consumer(self.settings, self.spec.group_id, **extra)
+        consumer = self.consumers(self.settings, self.spec.group_id, **extra)
         consumer.subscribe(list(self.spec.topics), on_assign=self._on_assign)
         self.watchdog.restarted()
         self._free_since = time.monotonic()
         return consumer
 
-    def _rebuilt(self, consumer: Consumer, producer: Producer, stall: Stall) -> tuple[Consumer, Producer]:
+    def _rebuilt(
+        self, consumer: KafkaConsumer, producer: KafkaProducer, stall: Stall
+    ) -> tuple[KafkaConsumer, KafkaProducer]:
         """A stalled worker's new clients: the consumer rejoins and reads again from the
         committed offsets (moved back first where they are past a partition's end). Raises
         ``WorkerStalled`` when rebuilding has not helped ``_MAX_REBUILDS`` times, so the
@@ -275,6 +298,7 @@ class Worker:
         if self._rebuilds > _MAX_REBUILDS:
             raise WorkerStalled(f"{stall.reason}; still stalled after {_MAX_REBUILDS} rebuilds")
         self.health.stalled = stall.reason
+        metrics.STALLS.labels(self.spec.name).inc()
         rewind = {f"{tp.topic} [{tp.partition}]": tp.offset for tp in stall.rewind}
         self.log.warning(
             "stalled; rebuilding the consumer and producer, reading again from the committed offsets",
@@ -291,7 +315,7 @@ class Worker:
         discard_producer(producer)
         return self._subscribed(), self.producers(self.settings)
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: KafkaConsumer, partitions: list[TopicPartition]) -> None:
         """The group answered: the worker has joined (its share may be empty).
 
         librdkafka keeps a partition's pause through its loss and re-assignment, so each
@@ -306,7 +330,7 @@ class Worker:
         self.health.assigned(len(consumer.assignment()) + len(partitions), busy=self._busy)
 
     # -- reporting ------------------------------------------------------------------
-    def _observe(self, consumer: Consumer) -> None:
+    def _observe(self, consumer: KafkaConsumer) -> None:
         """Beat, and (at most every ``_OBSERVE_EVERY_S``) report each assigned partition's lag:
         the high watermark the last fetch brought minus the group's committed position. The
         embedded broker's ListOffsets end offset is wrong; the fetched watermark is not."""
@@ -326,15 +350,10 @@ class Worker:
                     low = consumer.get_watermark_offsets(tp, cached=True)
                     start = low[0] if low is not None and low[0] >= 0 else 0
                     self._committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else start
-        total = 0
-        for key, tp in assignment.items():
-            marks = consumer.get_watermark_offsets(tp, cached=True)
-            if key not in self._committed or marks is None or marks[1] < 0:
-                continue
-            lag = max(0, marks[1] - self._committed[key])
-            total += lag
-            metrics.CONSUMER_LAG.labels(self.spec.group_id, key[0], str(key[1])).set(lag)
-        self.health.partitions, self.health.lag = len(assignment), total
+        lags = fetched_lag(consumer, self._committed)
+        for (topic, partition), lag in lags.items():
+            metrics.CONSUMER_LAG.labels(self.spec.group_id, topic, str(partition)).set(lag)
+        self.health.partitions, self.health.lag = len(assignment), sum(lags.values())
 
     def _produced(self, done: list[_Done]) -> None:
         for d in done:
@@ -345,7 +364,7 @@ class Worker:
         return backoff_delay(attempt, self.settings.retry_backoff_s, self.settings.retry_max_backoff_s)
 
     # -- reading --------------------------------------------------------------------
-    def _next_batch(self, consumer: Consumer) -> list[Received]:
+    def _next_batch(self, consumer: KafkaConsumer) -> list[Received]:
         """Wait up to 0.5 s for one record, then take what is already fetched (up to batch_size).
 
         One delivery wait and one commit per batch instead of per record: the guarantee
@@ -368,7 +387,7 @@ class Worker:
                 metrics.RECORDS_CONSUMED.labels(self.spec.group_id, batch[-1].topic).inc()
         return batch
 
-    def _in_group(self, consumer: Consumer, busy: ThreadPoolExecutor, batch: list[Received]) -> _Outcome:
+    def _in_group(self, consumer: KafkaConsumer, busy: ThreadPoolExecutor, batch: list[Received]) -> _Outcome:
         """``_process`` the batch on the helper thread, keeping the consumer in its group however long it takes.
 
         If it is not done within half of ``max.poll.interval.ms``, the consumer's
@@ -398,7 +417,7 @@ class Worker:
             self._free_since = time.monotonic()
 
     @contextlib.contextmanager
-    def _paused(self, consumer: Consumer) -> Iterator[None]:
+    def _paused(self, consumer: KafkaConsumer) -> Iterator[None]:
         """Every assigned partition paused inside: the loop keeps polling (membership,
         rebalances) without taking records; what a new assignment hands out is put back."""
         self._holding = True
@@ -409,7 +428,7 @@ class Worker:
             self._holding = False
             consumer.resume(consumer.assignment())
 
-    def _put_back(self, consumer: Consumer, msg: Message | None) -> None:
+    def _put_back(self, consumer: KafkaConsumer, msg: KafkaMessage | None) -> None:
         """A record polled while the partitions are paused (a rebalance assigned its partition): read it later."""
         if msg is None:
             return
@@ -425,7 +444,7 @@ class Worker:
     def _process(self, batch: list[Received]) -> _Outcome:
         """Decode and handle (or sink) the batch in order, stopping at the first outage."""
         outcome = _Outcome()
-        decoded: list[tuple[Received, Event]] = []
+        decoded: list[tuple[Received, E]] = []
         for i, msg in enumerate(batch):
             log = self.log.bind(topic=msg.topic, partition=msg.partition, offset=msg.offset)
             try:
@@ -458,7 +477,7 @@ class Worker:
                 break
         return outcome
 
-    def _handle(self, msg: Received, event: Event, log: Any) -> list[Record]:
+    def _handle(self, msg: Received, event: E, log: Any) -> list[Record]:
         """One record through the handler: outages raise (unless its budget is spent), poison is isolated."""
         assert self.spec.handle is not None
         for attempt in range(1, self.settings.poison_attempts + 1):
@@ -486,7 +505,7 @@ class Worker:
             return emitted
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _stalled(self, msg: Received, event: Event, exc: DarkroomError, log: Any) -> list[Record]:
+    def _stalled(self, msg: Received, event: E, exc: DarkroomError, log: Any) -> list[Record]:
         """An outage hit this record: raise to pause, or finalize it once its retry budget is spent."""
         since = self._waiting_since.setdefault((msg.topic, msg.partition, msg.offset), time.monotonic())
         spent = time.monotonic() - since >= self.settings.retry_timeout_s
@@ -496,14 +515,14 @@ class Worker:
         self._waiting_since.pop((msg.topic, msg.partition, msg.offset), None)
         return self.spec.fail(event, exc)
 
-    def _give_up(self, msg: Received, event: Event, error: DarkroomError, log: Any) -> list[Record]:
+    def _give_up(self, msg: Received, event: E, error: DarkroomError, log: Any) -> list[Record]:
         log.warning("record failed", error_code=error.code, error=error.message)
         self._waiting_since.pop((msg.topic, msg.partition, msg.offset), None)
         if self.spec.fail is not None:
             return self.spec.fail(event, error)
         return [self._dead_letter(msg, error)]
 
-    def _sink(self, decoded: list[tuple[Received, Event]], outcome: _Outcome) -> _Outcome:
+    def _sink(self, decoded: list[tuple[Received, E]], outcome: _Outcome) -> _Outcome:
         """Write the decoded records as one batch; if it raises, one by one to isolate the poison."""
         if not decoded or self.spec.write is None:
             return outcome
@@ -528,7 +547,7 @@ class Worker:
         self.log.info("batch written", records=len(decoded), ms=round((time.perf_counter() - started) * 1000, 1))
         return outcome
 
-    def _sink_alone(self, item: tuple[Received, Event], outcome: _Outcome, first: Exception) -> _Outcome:
+    def _sink_alone(self, item: tuple[Received, E], outcome: _Outcome, first: Exception) -> _Outcome:
         """One record that made the sink raise: retried with backoff, then dead-lettered with the reason."""
         assert self.spec.write is not None
         msg, event = item
@@ -554,7 +573,7 @@ class Worker:
         return outcome
 
     # -- writing --------------------------------------------------------------------
-    def _deliver(self, producer: Producer, done: list[_Done]) -> None:
+    def _deliver(self, producer: KafkaProducer, done: list[_Done]) -> None:
         """Deliver every record the batch produced. A record the broker refuses for good
         makes its input fail with ``output_rejected``; if that is refused too, the input
         goes to the dead-letter topic; if even that is refused, it stays only in its topic."""
@@ -594,7 +613,7 @@ class Worker:
             ),
         )
 
-    def _commit(self, consumer: Consumer, done: list[Received]) -> None:
+    def _commit(self, consumer: KafkaConsumer, done: list[Received]) -> None:
         if not done:
             return
         positions = _positions(done, first=False)
@@ -619,7 +638,7 @@ class Worker:
             return
 
     # -- waiting out an outage ------------------------------------------------------------
-    def _wait_out(self, consumer: Consumer, rest: list[Received], exc: DarkroomError) -> None:
+    def _wait_out(self, consumer: KafkaConsumer, rest: list[Received], exc: DarkroomError) -> None:
         """Seek back to ``rest``, pause, back off while polling (membership stays), resume."""
         if self._stop.is_set():
             return  # nothing of ``rest`` was committed: the group's next member reads it

@@ -1,4 +1,6 @@
 """What consumes the final events: the result writer (``results``), the webhook outbox
-and dispatcher (``dispatcher``), signing and delivery (``webhooks``), and the one
-relational store with its migrations (``database``, ``migrations/``).
+(``outbox``: its SQL) and dispatcher (``dispatcher``: leases, concurrency, outcomes),
+payload, signing, one attempt, the retry schedule and the per-target limiter
+(``webhooks/``), and the one relational store with its migrations (``database``,
+``migrations/``).
 """

@@ -24,9 +24,9 @@ from typing import Any
 from streams.config import Settings
 from streams.observe import metrics
 from streams.runtime.topics import COMPLETED, FAILED
-from streams.runtime.worker import Received, WorkerSpec
+from streams.runtime.worker import Event, Received, WorkerSpec
 from streams.sinks.database import Database, Row, Transaction, now_ms
-from streams.wire.events import Event, FinalStatus, Serdes
+from streams.wire.events import FinalRecord, FinalStatus, Serdes
 
 Enqueue = Callable[[Transaction, FinalStatus, Event], None]
 """Queues side effects of a final event (webhooks) inside the result's transaction."""
@@ -123,11 +123,13 @@ class ResultWriter:
         metrics.RESULT_TRANSACTION.observe(time.perf_counter() - started)
 
 
-def results_spec(settings: Settings, serdes: Serdes, db: Database, enqueue: Enqueue | None = None) -> WorkerSpec:
+def results_spec(
+    settings: Settings, serdes: Serdes, db: Database, enqueue: Enqueue | None = None
+) -> WorkerSpec[FinalRecord]:
     completed, failed = settings.topic(COMPLETED), settings.topic(FAILED)
 
-    def decode(value: bytes | None, topic: str) -> Event:
-        return (serdes.completed if topic == completed else serdes.failed).decode(value, topic)
+    def decode(value: bytes | None, topic: str) -> FinalRecord:
+        return serdes.completed.decode(value, topic) if topic == completed else serdes.failed.decode(value, topic)
 
     return WorkerSpec(
         name="results",

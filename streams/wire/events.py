@@ -1,42 +1,182 @@
-"""Building the pipeline's events; every derived event id is a function of the upload.
+"""Building the pipeline's records, their shapes, and every id and key derived for an upload.
 
-Ids are UUIDv5 of the upload event id and the event's role, so a redelivered or replayed
-upload yields the same step-request, completion and failure ids: sinks deduplicate on
-them and webhooks keep one ``webhook-id``.
+Each record on the topics has one ``TypedDict`` here, field for field its schema's newest
+version (``schemas/<Name>.v<N>.avsc``), and one builder: ``upload_event``, ``step_request``,
+``completed``, ``failed``. Ids are UUIDv5 of the upload event id and the event's role, so a
+redelivered or replayed upload yields the same step-request, completion and failure ids:
+sinks deduplicate on them and webhooks keep one ``webhook-id``.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal, TypedDict, final
 
 from processors.errors import BucketNotAllowed, DarkroomError, InvalidImageId
 from streams.config import Settings
+from streams.wire.pipeline import Step
 from streams.wire.serde import Serde
 
-Event = dict[str, Any]
 FinalStatus = Literal["completed", "failed"]
 _NAMESPACE = uuid.UUID("6f1d9a52-4d2e-4f0e-9a43-6d61726b726f")
+
+
+@final
+class Output(TypedDict):
+    """One object a step wrote (``Output.v1``)."""
+
+    step_index: int
+    operation: str
+    name: str
+    """Rendition name, unique within the step."""
+    bucket: str
+    key: str
+    size: int
+    width: int
+    height: int
+    content_type: str
+    sha256: str
+
+
+@final
+class StepTiming(TypedDict):
+    """How one step ran (``StepTiming.v1``)."""
+
+    step_index: int
+    operation: str
+    backend: str
+    """What made the pixels, after any fallback."""
+    details: dict[str, str]
+    duration_ms: float
+    reused: bool
+
+
+@final
+class UploadEvent(TypedDict):
+    """A producer's request to process one stored image (``UploadEvent.v2``); built by ``upload_event``."""
+
+    event_id: str
+    image_id: str
+    bucket: str
+    key: str
+    pipeline: list[Step]
+    preset: str | None
+    """Named pipeline, used when ``pipeline`` is empty."""
+    callback_url: str | None
+    tenant: str | None
+    idempotency_key: str | None
+    submitted_at: datetime
+    replay_of: str | None
+    """Event id of the original upload a replay re-drives; None for an original."""
+    force: bool
+    notify: bool
+
+
+class _FromUpload(TypedDict):
+    """The fields every record derived from an upload starts with, in every schema's order."""
+
+    event_id: str
+    """Derived from ``upload_event_id`` and the record's role (``derived_id``)."""
+    upload_event_id: str
+    image_id: str
+    bucket: str
+    source_key: str
+    """The upload's ``key``."""
+
+
+@final
+class StepRequest(_FromUpload):
+    """Work for one operation's consumer group (``StepRequest.v2``); built by ``step_request``."""
+
+    pipeline: list[Step]
+    step_index: int
+    input_key: str
+    outputs: list[Output]
+    timings: list[StepTiming]
+    callback_url: str | None
+    tenant: str | None
+    submitted_at: datetime
+    replay_of: str | None
+    force: bool
+    notify: bool
+
+
+@final
+class ImageCompleted(_FromUpload):
+    """The final success of one upload (``ImageCompleted.v2``); built by ``completed``."""
+
+    pipeline: list[Step]
+    outputs: list[Output]
+    timings: list[StepTiming]
+    callback_url: str | None
+    tenant: str | None
+    submitted_at: datetime
+    completed_at: datetime
+    replay_of: str | None
+    notify: bool
+
+
+@final
+class ImageFailed(_FromUpload):
+    """The final failure of one upload (``ImageFailed.v2``); built by ``failed``."""
+
+    error_code: str
+    message: str
+    retryable: bool
+    failed_step: str | None
+    step_index: int | None
+    outputs: list[Output]
+    timings: list[StepTiming]
+    callback_url: str | None
+    tenant: str | None
+    submitted_at: datetime
+    failed_at: datetime
+    replay_of: str | None
+    notify: bool
+
+
+FinalRecord = ImageCompleted | ImageFailed
+"""What the completed and failed topics carry."""
 
 
 IMAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """Image ids: 1–128 of ``A-Z a-z 0-9 . _ -``, starting with a letter or digit. The id is a
 segment of every output key and a Kafka key, so no ``/``, no ``..`` segment, no spaces."""
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_FILENAME = 100
+"""Characters of a file name kept in its upload key."""
 
 
-def check_source(event: Event, allowed_buckets: Collection[str]) -> None:
-    """Refuse an upload or step request whose image id or bucket darkroom must not use.
+def check_source(source: Mapping[str, object], allowed_buckets: Collection[str]) -> None:
+    """Refuse an upload or step request (or the ids one is about to get) whose image id or
+    bucket darkroom must not use.
 
     Called before anything is read, so a producer cannot aim workers at another bucket
     their credentials reach (the broker's log, another team's) or at keys outside the image's.
     """
-    if not isinstance(event.get("image_id"), str) or not IMAGE_ID.fullmatch(event["image_id"]):
+    image_id, bucket = source.get("image_id"), source.get("bucket")
+    if not isinstance(image_id, str) or not IMAGE_ID.fullmatch(image_id):
         raise InvalidImageId("image id must be 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit")
-    if event["bucket"] not in allowed_buckets:
-        raise BucketNotAllowed(f"bucket {event['bucket']!r} is not in DARKROOM_ALLOWED_BUCKETS")
+    if bucket not in allowed_buckets:
+        raise BucketNotAllowed(f"bucket {bucket!r} is not in DARKROOM_ALLOWED_BUCKETS")
+
+
+def safe_filename(filename: str | None) -> str:
+    """The part of an upload's key that names its file: the last segment of ``filename``
+    (after ``/`` or ``\\``), every run of characters outside ``A-Z a-z 0-9 . _ -`` one ``_``,
+    no leading dots (no hidden files, no ``..``), at most ``MAX_FILENAME`` characters;
+    ``image`` when nothing is left. Applying it again changes nothing."""
+    last = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    return _UNSAFE.sub("_", last).lstrip(".")[:MAX_FILENAME] or "image"
+
+
+def upload_key(image_id: str, filename: str | None) -> str:
+    """Where an upload's bytes are stored: ``uploads/<image id>/<safe_filename>``, by
+    ``Client.submit`` and the HTTP API alike."""
+    return f"uploads/{image_id}/{safe_filename(filename)}"
 
 
 def derived_id(upload_event_id: str, role: str) -> str:
@@ -65,29 +205,67 @@ class Serdes:
 
     def __init__(self, settings: Settings) -> None:
         url = settings.schema_registry_url
-        self.upload = Serde("UploadEvent", registry_url=url)
-        self.step = Serde("StepRequest", registry_url=url)
-        self.completed = Serde("ImageCompleted", registry_url=url)
-        self.failed = Serde("ImageFailed", registry_url=url)
+        self.upload: Serde[UploadEvent] = Serde("UploadEvent", registry_url=url)
+        self.step: Serde[StepRequest] = Serde("StepRequest", registry_url=url)
+        self.completed: Serde[ImageCompleted] = Serde("ImageCompleted", registry_url=url)
+        self.failed: Serde[ImageFailed] = Serde("ImageFailed", registry_url=url)
+
+
+def upload_event(
+    *,
+    event_id: str,
+    image_id: str,
+    bucket: str,
+    key: str,
+    submitted_at: datetime,
+    pipeline: Sequence[Step] = (),
+    preset: str | None = None,
+    callback_url: str | None = None,
+    tenant: str | None = None,
+    idempotency_key: str | None = None,
+    replay_of: str | None = None,
+    force: bool = False,
+    notify: bool = True,
+) -> UploadEvent:
+    """An upload event, every field named; those with a default in the schema have it here.
+
+    The one place uploads are built: ``Client.emit``, the notification ingest, replays and
+    the HTTP API all call it, so the same inputs give the same record, byte for byte."""
+    return {
+        "event_id": event_id,
+        "image_id": image_id,
+        "bucket": bucket,
+        "key": key,
+        "pipeline": list(pipeline),
+        "preset": preset,
+        "callback_url": callback_url,
+        "tenant": tenant,
+        "idempotency_key": idempotency_key,
+        "submitted_at": submitted_at,
+        "replay_of": replay_of,
+        "force": force,
+        "notify": notify,
+    }
 
 
 def step_request(
-    base: Event,
+    base: UploadEvent | StepRequest,
     *,
     upload_event_id: str,
-    pipeline: Sequence[dict[str, Any]],
+    pipeline: Sequence[Step],
     step_index: int,
     input_key: str,
-    outputs: Sequence[Event] = (),
-    timings: Sequence[Event] = (),
-) -> Event:
-    """The request for ``pipeline[step_index]``; ``base`` is the upload or previous request."""
+    outputs: Sequence[Output] = (),
+    timings: Sequence[StepTiming] = (),
+) -> StepRequest:
+    """The request for ``pipeline[step_index]``; ``base`` is the upload or previous request.
+    What a replay added to the upload (``replay_of``, ``force``, ``notify``) travels on."""
     return {
         "event_id": derived_id(upload_event_id, f"step/{step_index}"),
         "upload_event_id": upload_event_id,
         "image_id": base["image_id"],
         "bucket": base["bucket"],
-        "source_key": base.get("source_key", base.get("key")),
+        "source_key": base["source_key"] if "source_key" in base else base["key"],
         "pipeline": list(pipeline),
         "step_index": step_index,
         "input_key": input_key,
@@ -96,20 +274,13 @@ def step_request(
         "callback_url": base.get("callback_url"),
         "tenant": base.get("tenant"),
         "submitted_at": base["submitted_at"],
-        **replay_fields(base),
-    }
-
-
-def replay_fields(base: Event) -> Event:
-    """What a replay adds to an upload and every event derived from it (defaults for originals)."""
-    return {
         "replay_of": base.get("replay_of"),
         "force": bool(base.get("force", False)),
         "notify": bool(base.get("notify", True)),
     }
 
 
-def completed(request: Event, outputs: Sequence[Event], timings: Sequence[Event]) -> Event:
+def completed(request: StepRequest, outputs: Sequence[Output], timings: Sequence[StepTiming]) -> ImageCompleted:
     return {
         "event_id": derived_id(request["upload_event_id"], "completed"),
         "upload_event_id": request["upload_event_id"],
@@ -123,26 +294,27 @@ def completed(request: Event, outputs: Sequence[Event], timings: Sequence[Event]
         "tenant": request["tenant"],
         "submitted_at": request["submitted_at"],
         "completed_at": now(),
-        **replay_fields(request),
+        "replay_of": request.get("replay_of"),
+        "notify": bool(request.get("notify", True)),
     }
 
 
 def failed(
-    base: Event,
+    base: UploadEvent | StepRequest,
     error: DarkroomError,
     *,
     upload_event_id: str,
     step_index: int | None,
     failed_step: str | None,
-    outputs: Sequence[Event] = (),
-    timings: Sequence[Event] = (),
-) -> Event:
+    outputs: Sequence[Output] = (),
+    timings: Sequence[StepTiming] = (),
+) -> ImageFailed:
     return {
         "event_id": derived_id(upload_event_id, "failed"),
         "upload_event_id": upload_event_id,
         "image_id": base["image_id"],
         "bucket": base["bucket"],
-        "source_key": base.get("source_key", base.get("key")),
+        "source_key": base["source_key"] if "source_key" in base else base["key"],
         "error_code": error.code,
         "message": error.message,
         "retryable": error.retryable,
@@ -154,5 +326,6 @@ def failed(
         "tenant": base.get("tenant"),
         "submitted_at": base["submitted_at"],
         "failed_at": now(),
-        **replay_fields(base),
+        "replay_of": base.get("replay_of"),
+        "notify": bool(base.get("notify", True)),
     }

@@ -14,12 +14,12 @@ import itertools
 import json
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
@@ -32,6 +32,8 @@ SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
 _FILE_RE = re.compile(r"^(?P<name>\w+)\.v(?P<version>\d+)\.avsc$")
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+R = TypeVar("R", bound=Mapping[str, Any])
+"""The record a serde decodes to (``streams.wire.events`` has one ``TypedDict`` per schema)."""
 
 
 @dataclass(frozen=True)
@@ -167,12 +169,13 @@ def _registry_errors(url: str) -> Iterator[None]:
         ) from None
 
 
-class Serde:
+class Serde(Generic[R]):
     """Encode and decode one record type for one topic.
 
     With ``registry_url`` the writer produces the Confluent wire format through
     confluent-kafka's schema-registry serializer (``mock://…`` URLs give its in-memory
-    registry); without, Avro single-object encoding. Decoding accepts both.
+    registry); without, Avro single-object encoding. Decoding accepts both and resolves
+    the writer's version to the reader's (defaults filled in), whose fields ``R`` names.
     """
 
     def __init__(
@@ -204,7 +207,7 @@ class Serde:
             self._serializer = AvroSerializer(client, self.writer.json)
             self._deserializer = AvroDeserializer(client, self.reader.json)
 
-    def encode(self, value: dict[str, Any], topic: str) -> bytes:
+    def encode(self, value: Mapping[str, Any], topic: str) -> bytes:
         if self._serializer is not None:
             from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -215,13 +218,13 @@ class Serde:
         fastavro.schemaless_writer(body, self.writer.parsed, value)
         return SINGLE_OBJECT_MAGIC + self.writer.fingerprint + body.getvalue()
 
-    def decode(self, data: bytes | None, topic: str) -> dict[str, Any]:
+    def decode(self, data: bytes | None, topic: str) -> R:
         if not data:
             raise UndecodableEvent("empty record value")
         if data[:2] == SINGLE_OBJECT_MAGIC:
-            return self._decode_single_object(data)
+            return cast(R, self._decode_single_object(data))
         if data[:1] == CONFLUENT_MAGIC and len(data) >= 5:
-            return self._decode_confluent(data, topic)
+            return cast(R, self._decode_confluent(data, topic))
         raise UndecodableEvent("not Avro: expected single-object encoding (C3 01) or Confluent wire format (00)")
 
     def _decode_single_object(self, data: bytes) -> dict[str, Any]:

@@ -28,10 +28,10 @@ from streams.runtime.storage import ObjectStore
 from streams.runtime.supervisor import Supervisor
 from streams.runtime.topics import COMPLETED, DEAD_LETTER, FAILED
 from streams.runtime.worker import WorkerSpec
-from streams.sinks import dispatcher
+from streams.sinks import dispatcher, outbox
 from streams.sinks.database import Database
 from streams.sinks.results import results_spec
-from streams.sinks.webhooks import new_secret
+from streams.sinks.webhooks.signing import new_secret
 from streams.wire.events import Serdes
 from tests.helpers import read_topic
 from tests.receiver import Receiver
@@ -80,9 +80,8 @@ def test_no_secret_reaches_any_output(settings: Settings, postgres_url: str, rec
     s3_secret = run.s3_credentials()[2]
     db = Database(run)
     db.migrate()
-    dispatcher.subscribe(
-        db, "acme", f"{receiver.url}/tenant?key={SUBSCRIPTION_TOKEN}", ["image.completed", "image.failed"]
-    )
+    records = outbox.Outbox(db)
+    records.subscribe("acme", f"{receiver.url}/tenant?key={SUBSCRIPTION_TOKEN}", ["image.completed", "image.failed"])
 
     log = io.StringIO()
     configure_logging(run, stream=log)
@@ -90,7 +89,7 @@ def test_no_secret_reaches_any_output(settings: Settings, postgres_url: str, rec
     sink_db, dispatch_db = Database(run), Database(run)
     supervisor = Supervisor(
         run,
-        [ingest, _poisoned(thumbnail), results_spec(run, Serdes(run), sink_db, dispatcher.enqueue)],
+        [ingest, _poisoned(thumbnail), results_spec(run, Serdes(run), sink_db, outbox.enqueue)],
         [dispatcher.Dispatcher(run, dispatch_db)],
         resources=[sink_db, dispatch_db],
     )
@@ -111,8 +110,8 @@ def test_no_secret_reaches_any_output(settings: Settings, postgres_url: str, rec
             finals = client.wait(subs, timeout_s=120)
         assert {i: f.status for i, f in finals.items()} == {"good": "completed", "poison": "failed"}
         deadline = time.monotonic() + 60
-        while len(dispatcher.deliveries(db, status="delivered")) < 4:
-            assert time.monotonic() < deadline, dispatcher.deliveries(db)
+        while len(records.deliveries(status="delivered")) < 4:
+            assert time.monotonic() < deadline, records.deliveries()
             time.sleep(0.2)
     finally:
         supervisor.stop.set()

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 from streams.api import keys
 from streams.api.app import create_app
-from streams.config import Settings
+from streams.config import Settings, load_settings
 from streams.handlers.steps import worker_specs
 from streams.runtime.supervisor import Supervisor
 from streams.runtime.topics import ensure_topics
@@ -116,3 +116,22 @@ def small_api(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
         stack_settings, tmp_path_factory.mktemp("small-api"), max_file_bytes=64 * 1024, api_rate_per_minute=5
     )
     yield from running(settings)
+
+
+@pytest.fixture(scope="module")
+def open_api(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """An API without workers and without a rate limit, for 1 KiB images: for many requests
+    that need no processing (what the routes and the bounds answer)."""
+    settings = _settings(
+        stack_settings, tmp_path_factory.mktemp("open-api"), max_file_bytes=1024, api_rate_per_minute=0
+    )
+    yield from running(settings)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    """A migrated SQLite result store, no server: for the parts of the API that only keep state."""
+    database = Database(load_settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'results.sqlite3'}"))
+    database.migrate()
+    yield database
+    database.close()

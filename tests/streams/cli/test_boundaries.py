@@ -13,9 +13,9 @@ import pytest
 from processors.errors import ProcessingFailed
 from streams.config import Settings
 from streams.sinks.database import Database
-from streams.sinks.dispatcher import enqueue
+from streams.sinks.outbox import enqueue
 from streams.sinks.results import record_result
-from streams.sinks.webhooks import new_secret
+from streams.sinks.webhooks.signing import new_secret
 from streams.wire import events
 from tests.streams.cli.test_cli import assert_one_line_error, darkroom
 

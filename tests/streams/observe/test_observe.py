@@ -30,7 +30,7 @@ from streams.runtime.worker import WorkerSpec
 from streams.sinks.database import Database
 from streams.sinks.results import results_spec
 from streams.wire.events import Serdes
-from tests.helpers import completion, postgres
+from tests.helpers import PrivatePostgres, completion
 
 pytestmark = pytest.mark.integration
 
@@ -170,12 +170,12 @@ def test_a_hung_handler_turns_health_and_readiness_red_and_they_recover(settings
 
 
 def test_a_database_outage_is_not_ready_with_its_reason_then_ready_again(
-    settings: Settings, postgres_url: str, endpoint: str
+    settings: Settings, private_postgres: PrivatePostgres, private_postgres_url: str, endpoint: str
 ) -> None:
     """PostgreSQL stopped under a running result writer: not ready (paused, with the reason)
     but healthy, since a restart would not bring the database back; ready once it is."""
     settings = settings.replace(
-        database_url=postgres_url, retry_backoff_s=0.2, retry_max_backoff_s=1.0, stuck_after_s=3.0
+        database_url=private_postgres_url, retry_backoff_s=0.2, retry_max_backoff_s=1.0, stuck_after_s=3.0
     )
     db = Database(settings)
     db.migrate()
@@ -183,7 +183,7 @@ def test_a_database_outage_is_not_ready_with_its_reason_then_ready_again(
     supervisor.start()
     try:
         eventually(lambda: probe(endpoint, "/readyz")[0] == 200, 60, "ready once joined")
-        postgres("stop")
+        private_postgres.stop()
         try:
             deliver(make_producer(settings), [completion(settings, Serdes(settings), "outage-a")])
             eventually(lambda: probe(endpoint, "/readyz")[0] == 503, 60, "not ready while the database is down")
@@ -193,7 +193,7 @@ def test_a_database_outage_is_not_ready_with_its_reason_then_ready_again(
             time.sleep(4)  # longer than DARKROOM_STUCK_AFTER_S, with lag: paused is not stuck
             assert probe(endpoint, "/healthz")[0] == 200
         finally:
-            postgres("start")
+            private_postgres.start()
         eventually(lambda: probe(endpoint, "/readyz")[0] == 200, 90, "ready once the database answers")
     finally:
         supervisor.stop.set()

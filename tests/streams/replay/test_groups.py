@@ -1,4 +1,5 @@
-"""``darkroom groups list|reset`` and the offset lookups behind them, on the test broker.
+"""``darkroom groups list|reset`` on the test broker (the offset lookups behind them:
+``tests/streams/runtime/test_offsets.py``).
 
 Records carry explicit timestamps, so every expected offset is known: partition 0 holds
 minutes 0, 2, 4, 6, 8 after ``T0`` at offsets 0–4, partition 1 minutes 1, 3, 5, 7, 9.
@@ -14,53 +15,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import TopicPartition
 
 from processors.errors import GroupActive, InvalidParameters
 from streams.config import Settings
 from streams.replay import groups
 from streams.replay.groups import list_groups, plan_reset
-from streams.replay.offsets import earliest_offsets, end_offsets, offsets_at
 from streams.runtime.kafka import make_consumer
 from tests.streams.cli.test_cli import assert_one_line_error, darkroom
-
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-RECORDS = 10
-PARTITIONS = [0, 1]
-
-
-def _ms(when: datetime) -> int:
-    return int(when.timestamp() * 1000)
+from tests.streams.runtime.test_offsets import PARTITIONS, T0, commit, timed_topic
 
 
 @pytest.fixture
 def topic(settings: Settings) -> str:
-    """A two-partition topic of ten records, one a minute from ``T0``, alternating partitions."""
-    name = settings.topic("groups.test")
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers()})
-    for future in admin.create_topics([NewTopic(name, len(PARTITIONS), 1)]).values():
-        future.result(15)
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers()})
-    for minute in range(RECORDS):
-        producer.produce(
-            name, value=b"r%d" % minute, partition=minute % 2, timestamp=_ms(T0 + timedelta(minutes=minute))
-        )
-    assert producer.flush(15) == 0
-    return name
+    return timed_topic(settings, "groups.test")
 
 
 @pytest.fixture
 def group(settings: Settings) -> str:
     return settings.topic("darkroom.groups-test")
-
-
-def commit(settings: Settings, group: str, topic: str, offsets: dict[int, int]) -> None:
-    consumer = make_consumer(settings, group)
-    try:
-        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
-    finally:
-        consumer.close()
 
 
 def committed(settings: Settings, group: str, topic: str) -> dict[int, int | None]:
@@ -89,26 +62,6 @@ def reset(settings: Settings, group: str, *args: str) -> dict[str, Any]:
 
 def new_offsets(doc: dict[str, Any]) -> dict[int, int]:
     return {row["partition"]: row["new_offset"] for row in doc["plan"]}
-
-
-@pytest.mark.integration
-def test_offsets_at_is_the_first_record_at_or_after_the_time(settings: Settings, topic: str) -> None:
-    """Right on the embedded broker too, whose own time lookup answers 0."""
-    assert offsets_at(settings, topic, PARTITIONS, _ms(T0 + timedelta(minutes=4, seconds=30))) == {0: 3, 1: 2}
-    assert offsets_at(settings, topic, PARTITIONS, _ms(T0 + timedelta(minutes=4))) == {0: 2, 1: 2}
-    assert offsets_at(settings, topic, PARTITIONS, _ms(T0 - timedelta(hours=1))) == {0: 0, 1: 0}
-    assert offsets_at(settings, topic, PARTITIONS, _ms(T0 + timedelta(minutes=9))) == {0: None, 1: 4}
-    assert offsets_at(settings, topic, PARTITIONS, _ms(T0 + timedelta(hours=1))) == {0: None, 1: None}
-
-
-@pytest.mark.integration
-def test_earliest_and_end_offsets(settings: Settings, topic: str) -> None:
-    assert earliest_offsets(settings, topic, PARTITIONS) == {0: 0, 1: 0}
-    assert end_offsets(settings, topic, PARTITIONS) == {0: 5, 1: 5}
-    empty = settings.topic(f"{topic}.empty")
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers()})
-    admin.create_topics([NewTopic(empty, 1, 1)])[empty].result(15)
-    assert end_offsets(settings, empty, [0]) == {0: 0}
 
 
 @pytest.mark.integration

@@ -28,7 +28,7 @@ from streams.replay.select import Selection, select
 from streams.runtime.storage import ObjectStore
 from streams.runtime.supervisor import Supervisor
 from streams.runtime.topics import UPLOADED
-from streams.sinks import dispatcher
+from streams.sinks import outbox
 from streams.sinks.database import Database
 from streams.sinks.results import get_result, results_spec
 from streams.wire.events import Serdes
@@ -97,7 +97,7 @@ def pipeline(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     settings = settings.replace(database_url=f"sqlite:///{tmp_path / 'results.sqlite3'}")
     db = Database(settings)
     db.migrate()
-    dispatcher.subscribe(db, "acme", "http://127.0.0.1:9/never-called", ["image.completed", "image.failed"])
+    outbox.Outbox(db).subscribe("acme", "http://127.0.0.1:9/never-called", ["image.completed", "image.failed"])
     ingest, thumbnail = worker_specs(settings, ["ingest", "thumbnail"])
     step = thumbnail.handle
     assert isinstance(step, OperationStep)
@@ -112,7 +112,7 @@ def pipeline(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     sink_db = Database(settings)
     supervisor = Supervisor(
         settings,
-        [ingest, thumbnail, results_spec(settings, Serdes(settings), sink_db, dispatcher.enqueue)],
+        [ingest, thumbnail, results_spec(settings, Serdes(settings), sink_db, outbox.enqueue)],
         resources=[sink_db],
     )
     supervisor.start()

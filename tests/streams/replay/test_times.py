@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from streams.replay.times import parse_datetime, parse_duration
+from streams.replay.times import parse_datetime, parse_duration, parse_time
 
 
 @pytest.mark.parametrize(
@@ -61,3 +61,13 @@ def test_datetimes_are_utc_and_naive_means_utc(text: str, expected: datetime) ->
 def test_what_is_not_a_datetime_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="not an ISO 8601"):
         parse_datetime(text)
+
+
+def test_a_time_is_a_duration_ago_or_a_datetime() -> None:
+    """``replay --since/--until``: either form; a datetime is not misread as a duration."""
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    assert parse_time("2h", now) == datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    assert parse_time("P1D", now) == datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    assert parse_time("2026-11-30T09:00", now) == datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    with pytest.raises(ValueError, match="expected ISO 8601 or a duration such as 2h or P1D, got 'yesterday'"):
+        parse_time("yesterday", now)

@@ -29,8 +29,9 @@ from streams.dev.samples import photo_jpeg
 from streams.dev.stack import Stack, tansu_binary, throwaway_settings
 from streams.handlers.steps import ingest_spec, worker_specs
 from streams.runtime.kafka import make_consumer
+from streams.runtime.offsets import committed_lag
 from streams.runtime.supervisor import Supervisor
-from streams.runtime.topics import DEAD_LETTER, FAILED, UPLOADED, committed_lag, ensure_topics, step_topic
+from streams.runtime.topics import DEAD_LETTER, FAILED, UPLOADED, ensure_topics, step_topic
 from streams.runtime.worker import WorkerSpec
 from streams.wire.events import Serdes
 from tests.helpers import decode_all, produce, read_topic

@@ -23,7 +23,8 @@ from streams.client import Client, Submission
 from streams.config import Settings, load_settings
 from streams.dev.samples import photo_jpeg
 from streams.dev.stack import Stack, throwaway_settings
-from streams.runtime.topics import COMPLETED, FAILED, UPLOADED, committed_lag, ensure_topics, step_topic
+from streams.runtime.offsets import committed_lag
+from streams.runtime.topics import COMPLETED, FAILED, UPLOADED, ensure_topics, step_topic
 from streams.services import build_supervisor
 from streams.sinks.database import Database
 

@@ -19,7 +19,7 @@ from streams.runtime.supervisor import Supervisor
 from streams.sinks.database import Database, migrations
 from streams.sinks.results import get_result, results_spec
 from streams.wire.events import Serdes
-from tests.helpers import completion, postgres
+from tests.helpers import PrivatePostgres, completion
 
 _MIGRATE_AT = """
 import sys, time
@@ -77,9 +77,12 @@ def _wait_for_rows(db_url: str, settings: Settings, ids: list[str], timeout_s: f
 
 
 @pytest.mark.integration
-def test_the_result_writer_resumes_after_postgresql_restarts(settings: Settings, postgres_url: str) -> None:
+def test_the_result_writer_resumes_after_postgresql_restarts(
+    settings: Settings, private_postgres: PrivatePostgres, private_postgres_url: str
+) -> None:
     """Rows written before, during and after PostgreSQL is down: none is lost, the writer
     reconnects by itself (before, its connection was never re-established)."""
+    postgres_url = private_postgres_url
     settings = settings.replace(database_url=postgres_url, retry_backoff_s=0.2, retry_max_backoff_s=1.0)
     serdes = Serdes(settings)
     db = Database(settings)
@@ -92,12 +95,12 @@ def test_the_result_writer_resumes_after_postgresql_restarts(settings: Settings,
     try:
         deliver(producer, [completion(settings, serdes, i) for i in before])
         assert _wait_for_rows(postgres_url, settings, before, 60) == set(before)
-        postgres("stop")
+        private_postgres.stop()
         try:
             deliver(producer, [completion(settings, serdes, i) for i in during])
             time.sleep(4)  # the writer meets a dead connection and waits
         finally:
-            postgres("start")
+            private_postgres.start()
         assert _wait_for_rows(postgres_url, settings, before + during, 90) == set(before + during)
     finally:
         supervisor.stop.set()

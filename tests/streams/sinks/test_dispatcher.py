@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from processors.errors import ConfigurationError
-from streams.config import Settings, load_settings
-from streams.sinks import dispatcher
+from streams.config import Settings, load_settings, parse_networks
+from streams.sinks import dispatcher, outbox
 from streams.sinks.database import Database
-from streams.sinks.webhooks import new_secret
+from streams.sinks.webhooks.signing import new_secret
 from tests.receiver import Answer, Receiver, Request
 
 
@@ -74,7 +74,7 @@ def backlog(db: Database, urls: list[str], per_url: int, prefix: str = "evt") ->
                     "submitted_at": t0,
                     "completed_at": t0 + timedelta(seconds=1),
                 }
-                dispatcher.enqueue(tx, "completed", event)
+                outbox.enqueue(tx, "completed", event)
     return ids
 
 
@@ -223,7 +223,7 @@ def test_a_dispatcher_that_lost_a_lease_records_nothing(tmp_path: Path, sqlite_u
             with db.transaction() as tx:  # another dispatcher's claim, as after an expired lease
                 tx.execute("UPDATE webhook_deliveries SET claimed_by = 'other', next_attempt_at = ?", (2**62,))
             time.sleep(1.5)  # the attempt ends, renewals come and go
-        (row,) = dispatcher.deliveries(db)
+        (row,) = outbox.Outbox(db).deliveries()
         assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("pending", 0, 2**62)
         assert receiver.counts() == Counter({webhook_id: 1})
 
@@ -233,6 +233,24 @@ def test_the_lease_is_a_setting() -> None:
     assert Settings().webhook_lease_s == 35.0
     with pytest.raises(ConfigurationError, match="DARKROOM_WEBHOOK_LEASE_S"):
         dispatcher.Dispatcher(Settings(webhook_lease_s=0), Database(Settings(database_url="sqlite:///:memory:")))
+
+
+def test_it_reads_the_webhook_settings_directly() -> None:
+    settings = load_settings(
+        {
+            "DARKROOM_DATABASE_URL": "sqlite:///:memory:",
+            "DARKROOM_WEBHOOK_SCHEDULE": "0,0.1,0.2",
+            "DARKROOM_WEBHOOK_TIMEOUT_S": "2.5",
+            "DARKROOM_WEBHOOK_MAX_IN_FLIGHT_PER_HOST": "2",
+            "DARKROOM_WEBHOOK_ALLOW_NETWORKS": "127.0.0.1/32,::1/128",
+            "DARKROOM_WEBHOOK_SECRETS": f"{new_secret()},{new_secret()}",
+        }
+    )
+    assert settings.webhook_schedule == (0.0, 0.1, 0.2) and settings.webhook_timeout_s == 2.5
+    with closing(Database(settings)) as db:
+        service = dispatcher.Dispatcher(settings, db)
+    assert service.guard.allow_networks == parse_networks("127.0.0.1/32,::1/128")
+    assert service.limiter.max_in_flight_per_host == 2 and len(service.secrets) == 2
 
 
 # --- throttling ---------------------------------------------------------------------------

@@ -33,10 +33,10 @@ from streams.runtime.storage import ObjectStore
 from streams.runtime.supervisor import Supervisor
 from streams.runtime.topics import COMPLETED, FAILED
 from streams.services import build_supervisor
-from streams.sinks import dispatcher
+from streams.sinks import outbox
 from streams.sinks.database import Database
 from streams.sinks.results import results_spec
-from streams.sinks.webhooks import new_secret
+from streams.sinks.webhooks.signing import new_secret
 from streams.wire.events import Serdes
 from tests.helpers import read_topic
 from tests.receiver import Answer, Receiver, Request
@@ -123,7 +123,7 @@ def test_results_and_webhooks_survive_a_dispatcher_sigkill_and_a_replay(
     settings = sink_settings
     db = Database(settings)
     db.migrate()
-    sub_id, sub_secret = dispatcher.subscribe(db, "acme", receiver.url + "/tenant", ["image.completed"])
+    sub_id, sub_secret = outbox.Outbox(db).subscribe("acme", receiver.url + "/tenant", ["image.completed"])
     pipeline = build_supervisor(settings, ["ingest", "thumbnail", "results"])
     pipeline.start()
     first = DispatcherProcess(settings)
@@ -148,7 +148,7 @@ def test_results_and_webhooks_survive_a_dispatcher_sigkill_and_a_replay(
         second = DispatcherProcess(settings)
         try:
             wait_for(
-                lambda: len(dispatcher.deliveries(db, status="delivered")) == 2 * IMAGES,
+                lambda: len(outbox.Outbox(db).deliveries(status="delivered")) == 2 * IMAGES,
                 120,
                 "every webhook delivered",
             )
@@ -179,14 +179,14 @@ def test_results_and_webhooks_survive_a_dispatcher_sigkill_and_a_replay(
             image: {event_id} for image, event_id in completion_ids.items()
         }
         assert accepted == {(path, s.image_id) for s in subs for path in ("/callback", "/tenant")}
-        assert {d["target"] for d in deliveries} == {dispatcher.CALLBACK, sub_id}
+        assert {d["target"] for d in deliveries} == {outbox.CALLBACK, sub_id}
 
         # Replay the whole completed topic into the sinks: nothing changes, nothing is sent.
         requests_before = len(receiver.requests)
         total = len(read_topic(settings, settings.topic(COMPLETED), expect=IMAGES))
         replay_db = Database(settings)
         replay_spec = dataclasses.replace(
-            results_spec(settings, Serdes(settings), replay_db, dispatcher.enqueue),
+            results_spec(settings, Serdes(settings), replay_db, outbox.enqueue),
             group_id=settings.topic("replay-results"),
         )
         replay = Supervisor(settings, [replay_spec], resources=[replay_db])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,14 +61,6 @@ def failed_event(image_id: str, upload: str, submitted: datetime) -> dict[str, A
         "submitted_at": submitted,
         "failed_at": submitted + timedelta(seconds=1),
     }
-
-
-@pytest.fixture
-def db(database_url: str, tmp_path: Any) -> Iterator[Database]:
-    database = Database(Settings(home=tmp_path).replace(database_url=database_url))
-    database.migrate()
-    yield database
-    database.close()
 
 
 def count(db: Database) -> int:
