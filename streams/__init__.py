@@ -12,46 +12,48 @@ but may change without notice; the README's Layout section says which room holds
 """
 
 from processors.errors import (
-    AccessRefused,
-    BrokerUnavailable,
-    BucketNotAllowed,
     ConfigurationError,
     DarkroomError,
-    DatabaseUnavailable,
-    DependencyUnavailable,
     EmptyInput,
     FileTooLarge,
-    GroupActive,
-    InvalidImageId,
     InvalidInputError,
     InvalidParameters,
     InvalidPipeline,
-    InvalidWebhookSecret,
-    InvalidWebhookUrl,
     LimitExceeded,
-    LocalFileError,
     ModelUnavailable,
     NotAnImage,
-    ObjectMissing,
     OperationUnavailable,
-    OutputRejected,
     PermanentError,
     ProcessingFailed,
-    RegistryUnavailable,
     RetryableError,
-    StorageUnavailable,
     TooManyFrames,
     TooManyPixels,
     TruncatedImage,
-    UndecodableEvent,
     UnknownOperation,
     UnsupportedImage,
+)
+from streams.client import Client, FinalEvent, Submission
+from streams.config import Settings, load_settings
+from streams.errors import (
+    AccessRefused,
+    BrokerUnavailable,
+    BucketNotAllowed,
+    DatabaseUnavailable,
+    DependencyUnavailable,
+    GroupActive,
+    InvalidImageId,
+    InvalidWebhookSecret,
+    InvalidWebhookUrl,
+    LocalFileError,
+    ObjectMissing,
+    OutputRejected,
+    RegistryUnavailable,
+    StorageUnavailable,
+    UndecodableEvent,
     WebhookTargetBlocked,
     WebhookTargetUnresolvable,
     WorkerStalled,
 )
-from streams.client import Client, FinalEvent, Submission
-from streams.config import Settings, load_settings
 
 __all__ = [
     "AccessRefused",

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from processors.errors import BrokerUnavailable, UndecodableEvent
 from streams.config import Settings
+from streams.errors import BrokerUnavailable, UndecodableEvent
 from streams.runtime.egress import EgressGuard
 from streams.runtime.kafka import Record, make_consumer
 from streams.runtime.retry import retry

@@ -39,9 +39,10 @@ from pydantic import (
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from processors import KNOWN_OPERATIONS
-from processors.errors import ConfigurationError, InvalidWebhookSecret
+from processors.errors import ConfigurationError
 from processors.operation import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS, Limits
 from processors.upscale.config import UpscaleConfig
+from streams.errors import InvalidWebhookSecret
 
 PREFIX = "DARKROOM_"
 BROKER_BUCKET_SUFFIX = "-broker-log"

@@ -10,9 +10,10 @@ from contextlib import closing
 import structlog
 
 from processors import AVAILABLE_OPERATIONS
-from processors.errors import ConfigurationError, DependencyUnavailable
+from processors.errors import ConfigurationError
 from processors.upscale.host import usable_cpus
 from streams.config import SERVICE_NAMES, Settings
+from streams.errors import DependencyUnavailable
 from streams.handlers.steps import worker_specs
 from streams.notifications.worker import notifications_spec
 from streams.runtime.processes import Child

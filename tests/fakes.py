@@ -28,7 +28,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from processors.errors import FileTooLarge, ObjectMissing, StorageUnavailable
+from processors.errors import FileTooLarge
+from streams.errors import ObjectMissing, StorageUnavailable
 from streams.runtime.storage import ObjectInfo
 
 _INVALID = -1001

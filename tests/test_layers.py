@@ -13,10 +13,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-_FOUNDATION = {"processors", "streams.config"}
+_FOUNDATION = {"processors", "streams.errors", "streams.config"}
 ALLOWED: dict[str, set[str]] = {
     "processors": {"processors"},
-    "streams.config": {"processors"},
+    "streams.errors": {"processors"},
+    "streams.config": {"processors", "streams.errors"},
     "streams.observe": _FOUNDATION,
     "streams.runtime": _FOUNDATION | {"streams.observe"},
     "streams.wire": _FOUNDATION,

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from processors import errors
+from streams import errors as streams_errors
 from streams.config import PREFIX, Settings
 from streams.wire.pipeline import PRESETS
 
@@ -63,7 +64,8 @@ def _same(shown: str, default: str) -> bool:
 def test_every_error_code_is_documented() -> None:
     codes = {
         cls.code
-        for _, cls in inspect.getmembers(errors, inspect.isclass)
+        for module in (errors, streams_errors)
+        for _, cls in inspect.getmembers(module, inspect.isclass)
         if issubclass(cls, errors.DarkroomError)
         and cls.code not in {"internal_error", "invalid_input", "limit_exceeded"}
     }

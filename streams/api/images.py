@@ -21,15 +21,11 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from processors.errors import (
-    FileTooLarge,
-    InvalidParameters,
-    InvalidPipeline,
-    ObjectMissing,
-)
+from processors.errors import FileTooLarge, InvalidParameters, InvalidPipeline
 from streams.api.problems import ApiProblem
 from streams.client import Client
 from streams.config import Settings, mask_url
+from streams.errors import ObjectMissing
 from streams.replay.replay import ReplayOptions, replayed
 from streams.runtime.egress import EgressGuard
 from streams.runtime.retry import retry

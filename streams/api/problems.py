@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from processors.errors import DarkroomError, DependencyUnavailable
+from processors.errors import DarkroomError
+from streams.errors import DependencyUnavailable
 
 MEDIA_TYPE = "application/problem+json"
 _log = structlog.get_logger("darkroom.api")

@@ -12,16 +12,11 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
-from processors.errors import (
-    ConfigurationError,
-    DarkroomError,
-    InvalidPipeline,
-    InvalidWebhookUrl,
-    WebhookTargetBlocked,
-)
+from processors.errors import ConfigurationError, DarkroomError, InvalidPipeline
 from streams.cli import api, groups, models, operations, replay, stack, status, submit, top, webhooks, workers
 from streams.cli.common import EXIT_FAILED, EXIT_USAGE
 from streams.config import PREFIX, load_settings
+from streams.errors import InvalidWebhookUrl, WebhookTargetBlocked
 from streams.runtime.logs import configure_logging
 from streams.wire.pipeline import PRESETS
 

@@ -81,7 +81,7 @@ def serve_in_background(settings: Settings) -> None:
     for a database that does not answer yet."""
     import structlog
 
-    from processors.errors import DependencyUnavailable
+    from streams.errors import DependencyUnavailable
     from streams.runtime.retry import backoff_delay
 
     log = structlog.get_logger("darkroom.api")

@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from processors.errors import ConfigurationError, FileTooLarge, InvalidParameters, LocalFileError
+from processors.errors import ConfigurationError, FileTooLarge, InvalidParameters
 from streams.cli.common import EXIT_FAILED, print_json
 from streams.config import Settings
+from streams.errors import LocalFileError
 from streams.wire import pipeline as pipelines
 
 

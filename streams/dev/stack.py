@@ -26,8 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from processors.errors import ConfigurationError, StorageUnavailable
+from processors.errors import ConfigurationError
 from streams.config import BROKER_BUCKET_SUFFIX, Settings
+from streams.errors import StorageUnavailable
 from streams.runtime.storage import ObjectStore
 
 STATE_FILE = "stack.json"

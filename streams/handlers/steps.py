@@ -23,17 +23,11 @@ from functools import partial
 from typing import Any
 
 from processors import get_operation
-from processors.errors import (
-    DarkroomError,
-    InvalidPipeline,
-    InvalidWebhookUrl,
-    ObjectMissing,
-    PermanentError,
-    WebhookTargetBlocked,
-)
+from processors.errors import DarkroomError, InvalidPipeline, PermanentError
 from processors.operation import Operation, Rendition
 from processors.upscale import Upscale
 from streams.config import Settings
+from streams.errors import InvalidWebhookUrl, ObjectMissing, WebhookTargetBlocked
 from streams.observe import metrics
 from streams.runtime.egress import EgressGuard
 from streams.runtime.kafka import Record

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
-from processors.errors import UndecodableEvent
+from streams.errors import UndecodableEvent
 
 NEW_CONTENT = frozenset(
     {

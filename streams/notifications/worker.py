@@ -28,8 +28,9 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from processors.errors import ConfigurationError, ObjectMissing
+from processors.errors import ConfigurationError
 from streams.config import PREFIX, Settings
+from streams.errors import ObjectMissing
 from streams.notifications import minio, rules
 from streams.runtime.kafka import Record
 from streams.runtime.retry import retry

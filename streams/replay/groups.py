@@ -18,8 +18,9 @@ from typing import Any
 from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConsumerGroupDescription
 
-from processors.errors import BrokerUnavailable, GroupActive, InvalidParameters
+from processors.errors import InvalidParameters
 from streams.config import Settings
+from streams.errors import BrokerUnavailable, GroupActive
 from streams.runtime.kafka import make_admin
 from streams.runtime.offsets import (
     TIMEOUT_S,

@@ -18,8 +18,8 @@ from typing import Literal
 
 from confluent_kafka import TopicPartition
 
-from processors.errors import UndecodableEvent
 from streams.config import Settings
+from streams.errors import UndecodableEvent
 from streams.runtime.kafka import make_admin
 from streams.runtime.offsets import broker_errors, offsets_at, read_until_idle, reader_id, topic_partitions
 from streams.runtime.topics import UPLOADED

@@ -26,8 +26,8 @@ from typing import Any
 
 import httpx2
 
-from processors.errors import InvalidWebhookUrl, WebhookTargetBlocked, WebhookTargetUnresolvable
 from streams.config import IPNetwork, Settings
+from streams.errors import InvalidWebhookUrl, WebhookTargetBlocked, WebhookTargetUnresolvable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]

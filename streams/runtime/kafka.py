@@ -23,8 +23,8 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from processors.errors import AccessRefused, BrokerUnavailable
 from streams.config import Settings
+from streams.errors import AccessRefused, BrokerUnavailable
 
 _PERMANENT = frozenset(
     {

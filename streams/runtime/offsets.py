@@ -37,8 +37,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from processors.errors import BrokerUnavailable
 from streams.config import Settings
+from streams.errors import BrokerUnavailable
 from streams.runtime.kafka import KafkaConsumer, make_admin, make_consumer
 
 TIMEOUT_S = 15.0

@@ -13,8 +13,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from processors.errors import AccessRefused, DarkroomError
+from processors.errors import DarkroomError
 from streams.config import Settings
+from streams.errors import AccessRefused
 from streams.observe import metrics
 from streams.observe.health import LoopState
 from streams.runtime.retry import Backoff

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from confluent_kafka import Producer
 
-from processors.errors import BrokerUnavailable, OutputRejected
 from streams.config import Settings
+from streams.errors import BrokerUnavailable, OutputRejected
 from streams.runtime.kafka import Record, deliver, discard_producer, make_producer
 
 

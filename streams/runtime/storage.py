@@ -18,13 +18,9 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
-from processors.errors import (
-    AccessRefused,
-    FileTooLarge,
-    ObjectMissing,
-    StorageUnavailable,
-)
+from processors.errors import FileTooLarge
 from streams.config import Settings
+from streams.errors import AccessRefused, ObjectMissing, StorageUnavailable
 
 _MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"})
 _DENIED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"})

@@ -19,8 +19,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from processors.errors import DarkroomError, WorkerStalled
+from processors.errors import DarkroomError
 from streams.config import Settings
+from streams.errors import WorkerStalled
 from streams.observe import metrics
 from streams.runtime.retry import Backoff
 from streams.runtime.worker import Worker, WorkerSpec

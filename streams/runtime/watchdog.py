@@ -33,8 +33,8 @@ from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from processors.errors import BrokerUnavailable
 from streams.config import Settings
+from streams.errors import BrokerUnavailable
 from streams.runtime.kafka import KafkaConsumer, make_admin
 from streams.runtime.offsets import fetched_end, fetched_ends
 

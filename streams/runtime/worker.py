@@ -53,17 +53,16 @@ from typing import Any, Generic, TypeVar
 import structlog
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from processors.errors import (
+from processors.errors import DarkroomError, ProcessingFailed
+from streams.config import Settings
+from streams.errors import (
     AccessRefused,
     BrokerUnavailable,
-    DarkroomError,
     DependencyUnavailable,
     OutputRejected,
-    ProcessingFailed,
     UndecodableEvent,
     WorkerStalled,
 )
-from streams.config import Settings
 from streams.observe import metrics
 from streams.observe.health import HEALTH, LoopState
 from streams.runtime.kafka import (

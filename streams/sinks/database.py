@@ -27,8 +27,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from processors.errors import ConfigurationError, DatabaseUnavailable
+from processors.errors import ConfigurationError
 from streams.config import Settings, mask_url
+from streams.errors import DatabaseUnavailable
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_LOCK = 0x6461726B726F6F6D & 0x7FFFFFFFFFFFFFFF

@@ -26,8 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx2
 import structlog
 
-from processors.errors import ConfigurationError, DatabaseUnavailable
+from processors.errors import ConfigurationError
 from streams.config import Settings, mask_url
+from streams.errors import DatabaseUnavailable
 from streams.observe import metrics
 from streams.observe.health import HEALTH
 from streams.runtime.egress import EgressGuard

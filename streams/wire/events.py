@@ -15,8 +15,9 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Literal, TypedDict, final
 
-from processors.errors import BucketNotAllowed, DarkroomError, InvalidImageId
+from processors.errors import DarkroomError
 from streams.config import Settings
+from streams.errors import BucketNotAllowed, InvalidImageId
 from streams.wire.pipeline import Step
 from streams.wire.serde import Serde
 

@@ -24,8 +24,9 @@ from typing import Any, Generic, TypeVar, cast
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from processors.errors import AccessRefused, ConfigurationError, RegistryUnavailable, UndecodableEvent
+from processors.errors import ConfigurationError
 from streams.config import mask_url
+from streams.errors import AccessRefused, RegistryUnavailable, UndecodableEvent
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"

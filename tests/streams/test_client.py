@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from processors.errors import InvalidImageId, ObjectMissing, OutputRejected, UnknownOperation
+from processors.errors import UnknownOperation
 from streams.client import Client, Completion, Failure, Submission, summarize
 from streams.config import Settings
 from streams.dev.samples import photo_jpeg
+from streams.errors import InvalidImageId, ObjectMissing, OutputRejected
 from streams.runtime.storage import ObjectStore
 from streams.runtime.supervisor import Supervisor
 from streams.runtime.topics import UPLOADED

@@ -6,6 +6,7 @@ import inspect
 
 import streams
 from processors import errors
+from streams import errors as streams_errors
 
 
 def test_the_exported_names_are_exactly_these() -> None:
@@ -62,6 +63,11 @@ def test_the_exports_are_sorted_and_exist() -> None:
 
 
 def test_every_error_of_the_tree_is_exported() -> None:
-    """A new error class in ``processors.errors`` must be added to the public surface too."""
-    tree = {name for name, cls in inspect.getmembers(errors, inspect.isclass) if issubclass(cls, errors.DarkroomError)}
+    """A new error class in ``processors.errors`` or ``streams.errors`` must be added to the public surface too."""
+    tree = {
+        name
+        for module in (errors, streams_errors)
+        for name, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, errors.DarkroomError)
+    }
     assert tree <= set(streams.__all__)

@@ -23,12 +23,7 @@ from typing import Any
 
 import httpx2
 
-from processors.errors import (
-    InvalidWebhookSecret,
-    InvalidWebhookUrl,
-    WebhookTargetBlocked,
-    WebhookTargetUnresolvable,
-)
+from streams.errors import InvalidWebhookSecret, InvalidWebhookUrl, WebhookTargetBlocked, WebhookTargetUnresolvable
 from streams.runtime.egress import EgressGuard
 from streams.sinks.webhooks.signing import WebhookSecret, webhook_headers
 

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from processors.errors import InvalidWebhookUrl
+from streams.errors import InvalidWebhookUrl
 from streams.runtime.egress import parse_target
 from streams.sinks.webhooks.schedule import capped_retry_after
 

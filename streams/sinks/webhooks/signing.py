@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 from standardwebhooks import Webhook
 
-from processors.errors import InvalidWebhookSecret
 from streams.config import Settings, webhook_secret_key
+from streams.errors import InvalidWebhookSecret
 
 USER_AGENT = "darkroom-webhooks/1"
 

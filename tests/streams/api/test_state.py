@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from processors.errors import BrokerUnavailable
 from streams.api import state as state_module
 from streams.api.state import ApiState
 from streams.config import Settings, load_settings
+from streams.errors import BrokerUnavailable
 from streams.sinks.database import Database
 
 

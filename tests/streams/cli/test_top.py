@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer, TopicPartition
 
-from processors.errors import BrokerUnavailable
 from streams.cli import build_parser, top
 from streams.cli.top import lag_columns, service_of
 from streams.config import Settings
+from streams.errors import BrokerUnavailable
 from streams.observe import metrics, server
 from streams.observe.scrape import Scrape
 from streams.runtime.kafka import make_consumer

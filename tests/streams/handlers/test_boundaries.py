@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from minio import Minio
 
-from processors.errors import BucketNotAllowed, InvalidImageId, InvalidWebhookUrl, WebhookTargetBlocked
 from streams.client import Client
 from streams.config import Settings, load_settings
 from streams.dev.samples import photo_jpeg
+from streams.errors import BucketNotAllowed, InvalidImageId, InvalidWebhookUrl, WebhookTargetBlocked
 from streams.handlers.steps import worker_specs
 from streams.runtime.storage import ObjectStore
 from streams.runtime.supervisor import Supervisor

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from processors.errors import UndecodableEvent
+from streams.errors import UndecodableEvent
 from streams.notifications import minio
 from tests.streams.notifications.samples import DOCUMENTED, TRICKY_KEYS, notification
 

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from confluent_kafka import TopicPartition
 
-from processors.errors import GroupActive, InvalidParameters
+from processors.errors import InvalidParameters
 from streams.config import Settings
+from streams.errors import GroupActive
 from streams.replay import groups
 from streams.replay.groups import list_groups, plan_reset
 from streams.runtime.kafka import make_consumer

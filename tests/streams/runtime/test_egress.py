@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from processors.errors import InvalidWebhookUrl, WebhookTargetBlocked, WebhookTargetUnresolvable
 from streams.config import parse_networks
+from streams.errors import InvalidWebhookUrl, WebhookTargetBlocked, WebhookTargetUnresolvable
 from streams.runtime.egress import EgressGuard, blocked_reason, system_resolver
 
 BLOCKED = [

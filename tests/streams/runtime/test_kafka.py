@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError
 
-from processors.errors import AccessRefused, BrokerUnavailable
+from streams.errors import AccessRefused, BrokerUnavailable
 from streams.runtime.kafka import ProducerFailed, check_delivery_error
 
 

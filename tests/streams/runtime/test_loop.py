@@ -19,8 +19,9 @@ import pytest
 import structlog.testing
 from confluent_kafka import KafkaError, TopicPartition
 
-from processors.errors import DarkroomError, StorageUnavailable, UndecodableEvent
+from processors.errors import DarkroomError
 from streams.config import Settings
+from streams.errors import StorageUnavailable, UndecodableEvent
 from streams.runtime.kafka import Record
 from streams.runtime.watchdog import Watchdog
 from streams.runtime.worker import Worker, WorkerSpec

@@ -15,8 +15,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from processors.errors import BrokerUnavailable
 from streams.config import Settings
+from streams.errors import BrokerUnavailable
 from streams.runtime import offsets
 from streams.runtime.kafka import make_admin, make_consumer
 from streams.runtime.offsets import (

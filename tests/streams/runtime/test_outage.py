@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import structlog.testing
 
-from processors.errors import AccessRefused, StorageUnavailable
 from streams.config import Settings
+from streams.errors import AccessRefused, StorageUnavailable
 from streams.observe import metrics
 from streams.observe.health import LoopState
 from streams.runtime import outage as outage_module

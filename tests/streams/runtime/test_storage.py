@@ -9,8 +9,9 @@ import pytest
 import structlog
 
 from processors import get_operation
-from processors.errors import FileTooLarge, ObjectMissing, StorageUnavailable
+from processors.errors import FileTooLarge
 from streams.config import Settings
+from streams.errors import ObjectMissing, StorageUnavailable
 from streams.handlers.steps import OperationStep
 from streams.runtime.retry import retry
 from streams.runtime.storage import ObjectStore

@@ -17,10 +17,10 @@ import structlog
 import structlog.testing
 from confluent_kafka import TopicPartition
 
-from processors.errors import WorkerStalled
 from streams.client import Client
 from streams.config import Settings
 from streams.dev.samples import photo_jpeg
+from streams.errors import WorkerStalled
 from streams.handlers.steps import worker_specs
 from streams.runtime.kafka import Record, deliver, make_consumer, make_producer
 from streams.runtime.supervisor import Supervisor

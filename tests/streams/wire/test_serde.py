@@ -13,7 +13,7 @@ import avro.schema
 import pytest
 from fastavro.schema import to_parsing_canonical_form
 
-from processors.errors import UndecodableEvent
+from streams.errors import UndecodableEvent
 from streams.wire.serde import SCHEMA_DIR, SchemaCatalog, Serde
 
 TOPIC = "images.uploaded"

@@ -12,8 +12,9 @@ import svix.webhooks
 from svix.webhooks import Webhook as SvixWebhook
 from svix.webhooks import WebhookVerificationError
 
-from processors.errors import ConfigurationError, InvalidWebhookSecret
+from processors.errors import ConfigurationError
 from streams.config import Settings, load_settings
+from streams.errors import InvalidWebhookSecret
 from streams.sinks.webhooks.attempt import AttemptResult
 from streams.sinks.webhooks.signing import WebhookSecret, new_secret, secrets_from, webhook_headers
 from tests.streams.sinks.webhooks.loopback import OLD_SECRET, PAYLOAD, SECRET, Receiver, deliver
