@@ -23,11 +23,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Tests run in parallel (pytest-xdist): most of their time is spent waiting on brokers and
+# rebalances, not computing; idle workers take tests from busy ones (worksteal).
+PYTEST := $(BIN)/python -m pytest -n 4 --dist worksteal
+
 test: lint
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-all: lint
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py

@@ -471,6 +471,7 @@ def run(images: int, seed: int, rate: float, postgres: str, processes: bool) -> 
         fleet.stop()
         stack.down()
         receiver.shutdown()
+        receiver.server_close()
     with psycopg.connect(db_url) as conn:  # rows beyond one per image, and deliveries beyond one per image and target
         duplicates = sum(
             conn.execute(sql).fetchone()[0]  # type: ignore[index]

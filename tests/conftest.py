@@ -28,6 +28,19 @@ from streams.runtime.supervisor import Supervisor
 from streams.runtime.topics import ensure_topics
 from tests.helpers import PrivatePostgres
 
+_POSTGRES_FIXTURES = frozenset({"postgres_url", "private_postgres", "private_postgres_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that takes a PostgreSQL fixture ``postgres`` (``database_url`` only in its
+    PostgreSQL half), so the marker can never go missing."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        on_postgresql = callspec is not None and callspec.params.get("database_url") == "postgresql"
+        if _POSTGRES_FIXTURES & names or on_postgresql:
+            item.add_marker(pytest.mark.postgres)
+
 
 def _docker_available() -> bool:
     if not os.environ.get("DOCKER_HOST") and not os.path.exists("/var/run/docker.sock"):

@@ -111,3 +111,30 @@ def test_the_parameter_tables_agree_with_the_operations() -> None:
             documented.update(zip(keys, defaults, strict=True))
         actual = {p["name"]: p["default"] for p in describe(get_operation(name))}
         assert documented == actual, name
+
+
+def test_every_module_has_a_test_file_or_says_where_it_is_covered() -> None:
+    section = README[README.index("Tests mirror modules:") :]
+    section = section[: section.index("\n\n`make bench`")]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    covered = {
+        module for row in rows for module in re.findall(r"`((?:streams|processors)/[\w/]+\.py)`", row.split("|")[1])
+    }
+    root = Path(__file__).resolve().parent.parent
+    for row in rows:  # every file a row names exists
+        for path in re.findall(r"`(tests/[\w/]+\.py)`", row):
+            assert (root / path).exists(), path
+    modules = [
+        p.relative_to(root).as_posix()
+        for top in ("streams", "processors")
+        for p in (root / top).rglob("*.py")
+        if p.name not in {"__init__.py", "__main__.py"}
+    ]
+    missing = [
+        m
+        for m in modules
+        if not (root / "tests" / Path(m).parent / f"test_{Path(m).name}").exists() and m not in covered
+    ]
+    assert missing == []
+    stale = sorted(m for m in covered if (root / "tests" / Path(m).parent / f"test_{Path(m).name}").exists())
+    assert stale == [], "these have a test file of their own now: drop their rows"

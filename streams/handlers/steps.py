@@ -32,7 +32,7 @@ from streams.observe import metrics
 from streams.runtime.egress import EgressGuard
 from streams.runtime.kafka import Record
 from streams.runtime.retry import retry
-from streams.runtime.storage import ObjectStore
+from streams.runtime.storage import ObjectStore, Store
 from streams.runtime.topics import COMPLETED, FAILED, UPLOADED, step_topic
 from streams.runtime.worker import OUTAGES, Event, WorkerSpec
 from streams.wire import events, pipeline
@@ -103,7 +103,7 @@ class Ingest:
 class OperationStep:
     """Runs one operation's step of a pipeline for one request."""
 
-    def __init__(self, settings: Settings, serdes: Serdes, store: ObjectStore, operation: Operation) -> None:
+    def __init__(self, settings: Settings, serdes: Serdes, store: Store, operation: Operation) -> None:
         self.settings = settings
         self.serdes = serdes
         self.store = store
@@ -313,7 +313,7 @@ def operation_for(settings: Settings, name: str) -> Operation:
     return get_operation(name)
 
 
-def operation_spec(settings: Settings, serdes: Serdes, store: ObjectStore, operation: str) -> WorkerSpec[StepRequest]:
+def operation_spec(settings: Settings, serdes: Serdes, store: Store, operation: str) -> WorkerSpec[StepRequest]:
     """The worker of one operation; unknown or unavailable operations raise here."""
     op = operation_for(settings, operation)
     step = OperationStep(settings, serdes, store, op)

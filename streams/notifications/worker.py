@@ -34,7 +34,7 @@ from streams.errors import ObjectMissing
 from streams.notifications import minio, rules
 from streams.runtime.kafka import Record
 from streams.runtime.retry import retry
-from streams.runtime.storage import ObjectStore
+from streams.runtime.storage import ObjectStore, Store
 from streams.runtime.topics import UPLOADED
 from streams.runtime.worker import Event, WorkerSpec
 from streams.wire.events import Serdes, UploadEvent, api_order_key, derived_id, idempotent_event_id, upload_event
@@ -88,7 +88,7 @@ def decode(value: bytes | None, _topic: str) -> Event:
 class Notifications:
     """The handler: one notification record → the upload events its objects make."""
 
-    def __init__(self, settings: Settings, ruleset: Sequence[rules.Rule], serdes: Serdes, store: ObjectStore) -> None:
+    def __init__(self, settings: Settings, ruleset: Sequence[rules.Rule], serdes: Serdes, store: Store) -> None:
         self.settings = settings
         self.store = store
         self.rules = tuple(ruleset)

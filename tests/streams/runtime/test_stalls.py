@@ -124,3 +124,17 @@ def test_the_pipeline_survives_the_store_and_the_broker_killed_outright(killable
         lag = committed_lag(settings, settings.topic(f"darkroom.{name}"), [settings.topic(t) for t in topics])
         assert lag == 0, f"{name} has lag {lag}"
     assert [e for e in logs if "exc_info" in e or e.get("log_level") == "critical"] == []
+
+
+@pytest.mark.slow
+def test_the_chaos_benchmark_meets_its_bar_on_a_short_run() -> None:
+    """``benchmarks/chaos.py`` itself, shortened to one cycle of every fault (worker kills,
+    the store and the broker frozen and SIGKILLed): ``make test-all`` runs it; the
+    10,000-upload figures in the README come from the benchmark's own command."""
+    from benchmarks.chaos import run
+
+    figures = run(
+        images=600, seed=7, rate=12.0, postgres="postgresql://postgres@127.0.0.1:5432/postgres", processes=False
+    )
+    assert figures["ok"], figures
+    assert figures["completed"] == 600 and figures["store_kills"] == figures["broker_kills"] == 1

@@ -8,7 +8,6 @@ restarted from an older log).
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 
@@ -113,23 +112,3 @@ def test_a_worker_rebuilt_in_vain_gives_up_and_its_process_exits_1(settings: Set
     with pytest.raises(WorkerStalled, match="still stalled after 3 rebuilds"):
         worker._rebuilt(consumer, producer, stall)
     consumer.close()
-
-    running, drained = threading.Event(), threading.Event()
-
-    class GivesUp:
-        name = "stalled"
-
-        def run(self, stop: threading.Event) -> None:
-            running.wait(10)
-            raise WorkerStalled("lag 3 and no commit; still stalled after 3 rebuilds")
-
-    class Drains:
-        name = "other"
-
-        def run(self, stop: threading.Event) -> None:
-            running.set()
-            stop.wait()
-            drained.set()
-
-    assert Supervisor(settings, [], [GivesUp(), Drains()]).run_until_signalled() == 1
-    assert drained.is_set()  # the other services were stopped, not abandoned
