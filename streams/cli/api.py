@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import atexit
-import socket
 import threading
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from processors.errors import ConfigurationError, InvalidParameters
+from processors.errors import InvalidParameters
 from streams.cli.common import EXIT_FAILED, existing_database, open_database, print_json
 from streams.config import Settings
 from streams.runtime.supervisor import stop_on_signals
-
-if TYPE_CHECKING:
-    import uvicorn
 
 
 def add_parsers(sub: Any) -> None:
@@ -32,99 +27,17 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_apikeys)
 
 
-def _server(settings: Settings, host: str, port: int) -> tuple[uvicorn.Server, socket.socket]:
-    """The server and its socket, bound here so that a port in use is a one-line error."""
-    sock = _bind(host, port)
-    try:
-        return _app_server(settings), sock
-    except BaseException:
-        sock.close()
-        raise
-
-
-def _app_server(settings: Settings) -> uvicorn.Server:
-    import uvicorn
-
-    from streams.api.app import create_app
-
-    config = uvicorn.Config(create_app(settings), log_config=None, access_log=False, server_header=False)
-    return uvicorn.Server(config)
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    if not 0 < port < 65536:
-        raise ConfigurationError("the HTTP API needs a port: set DARKROOM_API_PORT or pass --port")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and
-    # without it every answer waits out the client's delayed ACK (40 ms)
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigurationError(f"the HTTP API cannot listen on {host}:{port}: {exc.strerror}") from None
-    return sock
-
-
-def _start(server: uvicorn.Server, sock: socket.socket) -> threading.Thread:
-    """Serve on a thread of its own: uvicorn installs no signal handlers there, so the
-    process keeps its own (``darkroom run``'s supervisor, ``cmd_api``'s)."""
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api", daemon=True)
-    thread.start()
-    return thread
-
-
-def serve_in_background(settings: Settings) -> None:
-    """``darkroom run``'s API: a thread of the running process, stopped (gracefully) at exit.
-    The port is taken at once (in use: one error line); the app waits, as the workers do,
-    for a database that does not answer yet."""
-    import structlog
-
-    from streams.errors import DependencyUnavailable
-    from streams.runtime.retry import backoff_delay
-
-    log = structlog.get_logger("darkroom.api")
-    sock = _bind("0.0.0.0", settings.api_port)
-    stopping = threading.Event()
-    servers: list[uvicorn.Server] = []
-
-    def serve() -> None:
-        attempt = 0
-        while not stopping.is_set():
-            try:
-                servers.append(_app_server(settings))
-                break
-            except DependencyUnavailable as exc:
-                attempt += 1
-                log.warning("HTTP API waiting for a dependency", error_code=exc.code, error=exc.message)
-                stopping.wait(backoff_delay(attempt, settings.retry_backoff_s, settings.retry_max_backoff_s))
-        else:
-            return
-        log.info("HTTP API listening", port=settings.api_port)
-        servers[0].run(sockets=[sock])
-
-    thread = threading.Thread(target=serve, name="api", daemon=True)
-
-    def stop() -> None:  # finish the requests in hand
-        stopping.set()
-        for server in servers:
-            server.should_exit = True
-        thread.join(10)
-
-    atexit.register(stop)
-    thread.start()
-
-
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT, then finish the requests in hand and exit 0."""
     import structlog
 
+    from streams.api.server import server_on, start  # uvicorn and FastAPI: only for this command
+
     port = args.port if args.port is not None else settings.api_port
-    server, sock = _server(settings, args.host, port)
+    server, sock = server_on(settings, args.host, port)
     stop = threading.Event()
     with stop_on_signals(stop):
-        thread = _start(server, sock)
+        thread = start(server, sock)
         structlog.get_logger("darkroom.api").info("HTTP API listening", host=args.host, port=port)
         while not stop.wait(0.5) and thread.is_alive():
             pass

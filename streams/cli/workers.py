@@ -75,7 +75,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     given = settings.processes if args.processes is None else _process_counts(args.processes)
     counts = process_counts(given, names)
     if settings.api_port:  # the HTTP API on a thread of this process (README, *HTTP API*)
-        from streams.cli.api import serve_in_background
+        from streams.api.server import serve_in_background
 
         serve_in_background(settings)
     if not given and all(count <= 1 for count in counts.values()):  # one process of threads, as before
