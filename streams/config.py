@@ -149,6 +149,40 @@ def parse_networks(raw: Any) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+OWN_KAFKA_SETTINGS = frozenset(
+    {
+        "bootstrap.servers",
+        "group.id",
+        "group.instance.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "auto.offset.reset",
+        "enable.idempotence",
+        "acks",
+        "transactional.id",
+    }
+)
+"""librdkafka settings darkroom's delivery guarantee rests on: a properties file may not change them."""
+
+
+def kafka_properties(path: Path) -> dict[str, str]:
+    """A properties file's ``key=value`` lines (``#``/``!`` comments and blank lines skipped);
+    ``ValueError`` naming the first line that is neither, or a key darkroom sets itself.
+    Values may be secrets: they are never quoted."""
+    found: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        text = line.strip()
+        if not text or text[0] in "#!":
+            continue
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"line {number} is not key=value")
+        if key.strip() in OWN_KAFKA_SETTINGS:
+            raise ValueError(f"line {number}: {key.strip()} is darkroom's own (its delivery guarantee rests on it)")
+        found[key.strip()] = value.strip()
+    return found
+
+
 def parse_schedule(raw: Any) -> tuple[float, ...]:
     """``"0,5,300"`` → delays in seconds before attempt 1, 2, 3; non-empty, none negative."""
     try:
@@ -159,6 +193,16 @@ def parse_schedule(raw: Any) -> tuple[float, ...]:
         raise ValueError("expected one or more non-negative delays")
     return delays
 
+
+_FILES = (
+    "kafka_ssl_ca",
+    "kafka_ssl_certificate",
+    "kafka_ssl_key",
+    "kafka_properties",
+    "schema_registry_ca",
+    "s3_ca_bundle",
+)
+"""Settings that name a file (PEM bundles, keys, a properties file): checked to exist at load."""
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 Seconds = Annotated[float, Field(ge=0)]
@@ -197,6 +241,9 @@ class Settings(BaseSettings):
     # -- Kafka ------------------------------------------------------------------------
     kafka_bootstrap: str = ""
     schema_registry_url: str = ""
+    schema_registry_username: str = ""
+    schema_registry_password: SecretStr = SecretStr("")
+    schema_registry_ca: Path | None = None
     topic_prefix: str = ""
     partitions: int = Field(12, ge=1)
     """Partitions of the topics darkroom creates. A consumer group scales to as many members
@@ -213,12 +260,32 @@ class Settings(BaseSettings):
     """Static group membership: members named "<instance_id>.<service>"
     ("<instance_id>.<n>.<service>" for the children of `run --processes`), so a restarted
     one takes its partitions back without a rebalance. Empty: dynamic membership."""
+    # -- Kafka security: every client darkroom makes (streams/runtime/kafka.client_config) --
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_oauth_token_url: str = ""
+    """OAUTHBEARER with OIDC client credentials: the identity provider's token endpoint."""
+    kafka_oauth_client_id: str = ""
+    kafka_oauth_client_secret: SecretStr = SecretStr("")
+    kafka_oauth_scope: str = ""
+    kafka_ssl_ca: Path | None = None
+    """CA bundle (PEM) the broker's certificate must chain to; none: the system's."""
+    kafka_ssl_certificate: Path | None = None
+    """Client certificate (PEM) for mutual TLS, with ``kafka_ssl_key``."""
+    kafka_ssl_key: Path | None = None
+    kafka_ssl_key_password: SecretStr = SecretStr("")
+    kafka_properties: Path | None = None
+    """A file of further librdkafka settings, ``key=value`` per line (Kafka tools' --command-config)."""
     # -- object storage -----------------------------------------------------------------
     s3_endpoint: str = ""
     s3_access_key: SecretStr = SecretStr("")
     s3_secret_key: SecretStr = SecretStr("")
     s3_region: str = "us-east-1"
     s3_secure: bool = False
+    s3_ca_bundle: Path | None = None
+    """CA bundle (PEM) for an S3 endpoint with a private CA (with ``s3_secure``)."""
     bucket: str = Field("darkroom", min_length=3, max_length=63)
     allowed_buckets: CommaList = ()
     """Buckets an upload may name; empty means ``bucket`` alone. The embedded broker's log
@@ -260,11 +327,17 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     metrics_port: Port = 0
     """/metrics, /healthz and /readyz (0: off)."""
+    metrics_host: str = "127.0.0.1"
+    """The address /metrics listens on: loopback on a workstation; a pod sets 0.0.0.0."""
     # -- ingress without producer code ----------------------------------------------------
     notifications_topic: str = ""
     """The topic MinIO's notify_kafka target writes to (empty: no notifications worker)."""
     notification_rules: Annotated[tuple[NotificationRule, ...], NoDecode] = ()
     api_port: Port = 0
+    api_host: str = "127.0.0.1"
+    """The address the HTTP API listens on: loopback on a workstation; a pod sets 0.0.0.0."""
+    api_public_url: str = ""
+    """The API's own base URL as clients reach it (links in answers); empty: links are relative."""
     api_rate_per_minute: int = Field(600, ge=0)
     api_upload_url_ttl_s: int = Field(900, ge=1, le=7 * 86_400)
     # -- webhooks (streams/sinks/webhooks) ------------------------------------------------
@@ -320,6 +393,11 @@ class Settings(BaseSettings):
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
 
+    @field_validator(*_FILES, mode="before")
+    @classmethod
+    def _none_if_empty(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
@@ -356,6 +434,35 @@ class Settings(BaseSettings):
     @classmethod
     def _notification_rules(cls, value: Any) -> Any:
         return _rules(value)
+
+    @field_validator(*_FILES)
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        """Given files must exist; an empty value means none."""
+        if value is not None and not value.expanduser().is_file():
+            raise ValueError("no such file")
+        return value.expanduser() if value is not None else None
+
+    @field_validator("kafka_properties")
+    @classmethod
+    def _properties(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            kafka_properties(value)
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_has_credentials(self) -> Self:
+        if not self.kafka_security_protocol.startswith("SASL_"):
+            return self
+        if self.kafka_sasl_mechanism == "OAUTHBEARER":
+            if not (self.kafka_oauth_token_url and self.kafka_oauth_client_id):
+                raise ValueError(
+                    f"{PREFIX}KAFKA_SASL_MECHANISM=OAUTHBEARER needs {PREFIX}KAFKA_OAUTH_TOKEN_URL and"
+                    f" {PREFIX}KAFKA_OAUTH_CLIENT_ID (and its secret)"
+                )
+        elif not (self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()):
+            raise ValueError(f"SASL needs {PREFIX}KAFKA_SASL_USERNAME and {PREFIX}KAFKA_SASL_PASSWORD")
+        return self
 
     @model_validator(mode="after")
     def _own_buckets_are_never_allowed(self) -> Self:
@@ -443,6 +550,8 @@ class Settings(BaseSettings):
 
 def _env_value(value: Any) -> str:
     """A setting's value as ``load_settings`` reads it back."""
+    if value is None:
+        return ""
     if isinstance(value, SecretStr):
         return value.get_secret_value()
     if isinstance(value, bool):

@@ -67,7 +67,7 @@ def serve_in_background(settings: Settings) -> None:
     The port is taken at once (in use: one error line); the app waits, as the workers do,
     for a database that does not answer yet."""
     log = structlog.get_logger("darkroom.api")
-    sock = bind("0.0.0.0", settings.api_port)
+    sock = bind(settings.api_host, settings.api_port)
     stopping = threading.Event()
     servers: list[uvicorn.Server] = []
 

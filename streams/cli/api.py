@@ -16,7 +16,7 @@ from streams.runtime.supervisor import stop_on_signals
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("api", help="serve the HTTP API (on DARKROOM_API_PORT or --port) until SIGTERM")
     p.add_argument("--port", type=int, help="port to listen on (default: DARKROOM_API_PORT)")
-    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: every interface)")
+    p.add_argument("--host", help="address to listen on (default: DARKROOM_API_HOST, loopback unless set)")
     p.set_defaults(func=cmd_api)
 
     p = sub.add_parser("apikeys", help="the HTTP API's per-tenant keys: create (shown once), list, revoke")
@@ -34,11 +34,12 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from streams.api.server import server_on, start  # uvicorn and FastAPI: only for this command
 
     port = args.port if args.port is not None else settings.api_port
-    server, sock = server_on(settings, args.host, port)
+    host = args.host if args.host is not None else settings.api_host
+    server, sock = server_on(settings, host, port)
     stop = threading.Event()
     with stop_on_signals(stop):
         thread = start(server, sock)
-        structlog.get_logger("darkroom.api").info("HTTP API listening", host=args.host, port=port)
+        structlog.get_logger("darkroom.api").info("HTTP API listening", host=host, port=port)
         while not stop.wait(0.5) and thread.is_alive():
             pass
         server.should_exit = True

@@ -46,7 +46,7 @@ def _report_health(settings: Settings) -> None:
 
     directory = os.environ.get(metrics.MULTIPROC_ENV)
     if settings.metrics_port:
-        server.start(settings.metrics_port, settings.stuck_after_s)
+        server.start(settings.metrics_port, settings.stuck_after_s, host=settings.metrics_host)
     elif directory:
         path = health.snapshot_path(Path(directory), os.getpid())
 
@@ -86,7 +86,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     use_multiprocess_metrics(directory)
     supervisor = ProcessSupervisor(children(settings, counts), directory)
     if settings.metrics_port:
-        supervisor.serve(settings.metrics_port, settings.stuck_after_s)
+        supervisor.serve(settings.metrics_port, settings.stuck_after_s, settings.metrics_host)
     try:
         return supervisor.run_until_signalled()
     finally:

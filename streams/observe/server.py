@@ -55,7 +55,7 @@ def app(loops: Loops) -> Callable[..., Iterable[bytes]]:
     return serve
 
 
-def start(port: int, stuck_after_s: float, loops: Loops | None = None, host: str = "0.0.0.0") -> WSGIServer:
+def start(port: int, stuck_after_s: float, loops: Loops | None = None, host: str = "127.0.0.1") -> WSGIServer:
     """Serve on ``port`` (0: any free port, see ``server_port``) until the process ends."""
     try:
         server = make_server(

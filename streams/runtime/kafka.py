@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,7 +26,8 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streams.config import Settings
+from processors.errors import ConfigurationError
+from streams.config import Settings, kafka_properties
 from streams.errors import AccessRefused, BrokerUnavailable
 
 _PERMANENT = frozenset(
@@ -134,9 +138,110 @@ _LIBRDKAFKA.setLevel(logging.DEBUG)
 _LIBRDKAFKA.propagate = False
 
 
+class _ClientErrors:
+    """The last error librdkafka reported for a connection (``error_cb``), so that a refused
+    password, a certificate that does not verify or a plaintext client at a TLS listener
+    is said in one line naming the cause, instead of ending as a timeout that names none."""
+
+    RECENT_S = 60.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[float, str]] = {}
+
+    _MISCONFIGURED = re.compile(
+        r"certificate|unknown ca|handshake failure|no shared cipher|wrong version number"
+        r"|incorrect security\.protocol|PLAINTEXT broker listener|SSL listener",
+        re.IGNORECASE,
+    )
+    """Connection errors no retry fixes: a certificate that does not verify (or is missing),
+    a TLS client at a plaintext listener and the reverse (librdkafka names the likely cause)."""
+
+    def seen(self, err: KafkaError) -> None:
+        text = err.str()
+        if err.code() == KafkaError._AUTHENTICATION:
+            kind = "auth"
+        elif self._MISCONFIGURED.search(text):
+            kind = "tls"
+        else:
+            kind = "transport"
+        with self._lock:
+            self._last[kind] = (time.monotonic(), text)
+
+    def _recent(self, kind: str) -> str | None:
+        with self._lock:
+            found = self._last.get(kind)
+        return found[1] if found is not None and time.monotonic() - found[0] < self.RECENT_S else None
+
+    def check(self) -> None:
+        """Raise what no retry fixes: refused credentials (``AccessRefused``), a connection
+        that cannot be secured as configured (``ConfigurationError``: a wrong CA, a missing
+        client certificate, a TLS client at a plaintext listener or the reverse)."""
+        if (auth := self._recent("auth")) is not None:
+            raise AccessRefused(f"Kafka refused darkroom's credentials: {_no_location(auth)}")
+        if (tls := self._recent("tls")) is not None:
+            raise ConfigurationError(f"cannot connect to Kafka securely: {_no_location(tls)}")
+
+    def cause(self) -> str:
+        """The last connection error seen, as ``; last error: …`` for a timeout's message, or ""."""
+        said = self._recent("transport") or self._recent("tls") or self._recent("auth")
+        return f"; last error: {_no_location(said)}" if said else ""
+
+
+def _no_location(text: str) -> str:
+    """librdkafka's ``sasl_ssl://host:port/bootstrap: `` prefix off, and no ``(after …ms in state …)``."""
+    text = re.sub(r"^\S+://\S+?/\S+?: ", "", text)
+    return re.sub(r" \(after \d+ms in state \w+(, \d+ identical error\(s\) suppressed)?\)$", "", text)
+
+
+CLIENT_ERRORS = _ClientErrors()
+"""This process's clients' connection errors (one librdkafka ``error_cb`` for all)."""
+
+
+def security_config(settings: Settings) -> dict[str, Any]:
+    """The librdkafka settings of ``DARKROOM_KAFKA_SECURITY_PROTOCOL`` and its companions:
+    TLS (a CA, a client certificate and key for mTLS), SASL (PLAIN, SCRAM, OAUTHBEARER with
+    OIDC client credentials), then whatever ``DARKROOM_KAFKA_PROPERTIES`` adds."""
+    s = settings
+    conf: dict[str, Any] = {"security.protocol": s.kafka_security_protocol.lower()}
+    if s.kafka_security_protocol in {"SSL", "SASL_SSL"}:
+        conf["ssl.endpoint.identification.algorithm"] = "https"  # the broker's name must be on its certificate
+        files = {
+            "ssl.ca.location": s.kafka_ssl_ca,
+            "ssl.certificate.location": s.kafka_ssl_certificate,
+            "ssl.key.location": s.kafka_ssl_key,
+        }
+        conf.update({key: str(path) for key, path in files.items() if path is not None})
+        if s.kafka_ssl_key_password.get_secret_value():
+            conf["ssl.key.password"] = s.kafka_ssl_key_password.get_secret_value()
+    if s.kafka_security_protocol.startswith("SASL_"):
+        conf["sasl.mechanism"] = s.kafka_sasl_mechanism
+        if s.kafka_sasl_mechanism == "OAUTHBEARER":
+            conf |= {
+                "sasl.oauthbearer.method": "oidc",
+                "sasl.oauthbearer.token.endpoint.url": s.kafka_oauth_token_url,
+                "sasl.oauthbearer.client.id": s.kafka_oauth_client_id,
+                "sasl.oauthbearer.client.secret": s.kafka_oauth_client_secret.get_secret_value(),
+            }
+            if s.kafka_oauth_scope:
+                conf["sasl.oauthbearer.scope"] = s.kafka_oauth_scope
+        else:
+            conf["sasl.username"] = s.kafka_sasl_username
+            conf["sasl.password"] = s.kafka_sasl_password.get_secret_value()
+    if s.kafka_properties is not None:
+        conf |= kafka_properties(s.kafka_properties)
+    return conf
+
+
 def client_config(settings: Settings) -> dict[str, Any]:
-    """What every Kafka client of darkroom shares: the bootstrap servers and the log's route."""
-    return {"bootstrap.servers": settings.bootstrap_servers(), "logger": _LIBRDKAFKA}
+    """What every Kafka client of darkroom shares: the bootstrap servers, the security
+    settings, the log's route and the error route (``_ClientErrors``)."""
+    return {
+        "bootstrap.servers": settings.bootstrap_servers(),
+        **security_config(settings),
+        "logger": _LIBRDKAFKA,
+        "error_cb": CLIENT_ERRORS.seen,
+    }
 
 
 def make_admin(settings: Settings) -> AdminClient:
@@ -247,7 +352,9 @@ def deliver(producer: KafkaProducer, records: Sequence[Record], timeout_s: float
         if reason is not None:
             refused[index] = reason
     if remaining:
+        CLIENT_ERRORS.check()
         raise BrokerUnavailable(
             f"Kafka did not acknowledge the output: {remaining} records still queued after {timeout_s}s"
+            f"{CLIENT_ERRORS.cause()}"
         )
     return refused

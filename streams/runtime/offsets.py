@@ -39,7 +39,7 @@ from confluent_kafka.admin import AdminClient
 
 from streams.config import Settings
 from streams.errors import BrokerUnavailable
-from streams.runtime.kafka import KafkaConsumer, make_admin, make_consumer
+from streams.runtime.kafka import CLIENT_ERRORS, KafkaConsumer, make_admin, make_consumer
 
 TIMEOUT_S = 15.0
 IDLE_S = 2.0
@@ -51,15 +51,19 @@ Key = tuple[str, int]
 
 @contextlib.contextmanager
 def broker_errors(doing: str) -> Iterator[None]:
-    """Translate confluent-kafka's errors into ``BrokerUnavailable`` where they enter darkroom."""
+    """Translate confluent-kafka's errors into darkroom's where they enter: refused
+    credentials and failed TLS as what they are (``CLIENT_ERRORS.check``), anything else
+    ``BrokerUnavailable`` with the last connection error librdkafka reported."""
     try:
         yield
     except KafkaException as exc:
+        CLIENT_ERRORS.check()
         err = exc.args[0] if exc.args else None
         reason = err.str() if isinstance(err, KafkaError) else str(exc)
-        raise BrokerUnavailable(f"{doing}: {reason}") from None
+        raise BrokerUnavailable(f"{doing}: {reason}{CLIENT_ERRORS.cause()}") from None
     except TimeoutError:  # an admin request's future that got no answer
-        raise BrokerUnavailable(f"{doing}: no answer within {TIMEOUT_S:g}s") from None
+        CLIENT_ERRORS.check()
+        raise BrokerUnavailable(f"{doing}: no answer within {TIMEOUT_S:g}s{CLIENT_ERRORS.cause()}") from None
 
 
 def reader_id() -> str:

@@ -98,9 +98,9 @@ class ProcessSupervisor:
         ]
         return found
 
-    def serve(self, port: int, stuck_after_s: float) -> None:
+    def serve(self, port: int, stuck_after_s: float, host: str) -> None:
         stale_after_s = max(10.0, 3 * SNAPSHOT_EVERY_S)
-        server.start(port, stuck_after_s, lambda: self.loops(stale_after_s))
+        server.start(port, stuck_after_s, lambda: self.loops(stale_after_s), host=host)
 
     def _start(self, slot: _Slot) -> None:
         slot.proc = subprocess.Popen(

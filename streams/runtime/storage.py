@@ -91,6 +91,7 @@ class ObjectStore:
             timeout=urllib3.Timeout(connect=5, read=60),
             retries=False,
             maxsize=8,
+            ca_certs=str(settings.s3_ca_bundle) if settings.s3_ca_bundle is not None else None,
         )
         self._client = Minio(
             endpoint,

@@ -19,7 +19,7 @@ from processors.errors import DarkroomError
 from streams.config import Settings
 from streams.errors import BucketNotAllowed, InvalidImageId
 from streams.wire.pipeline import Step
-from streams.wire.serde import Serde
+from streams.wire.serde import Serde, registry_config
 
 FinalStatus = Literal["completed", "failed"]
 _NAMESPACE = uuid.UUID("6f1d9a52-4d2e-4f0e-9a43-6d61726b726f")
@@ -205,11 +205,11 @@ class Serdes:
     """One serde per record type, built once per process from the settings."""
 
     def __init__(self, settings: Settings) -> None:
-        url = settings.schema_registry_url
-        self.upload: Serde[UploadEvent] = Serde("UploadEvent", registry_url=url)
-        self.step: Serde[StepRequest] = Serde("StepRequest", registry_url=url)
-        self.completed: Serde[ImageCompleted] = Serde("ImageCompleted", registry_url=url)
-        self.failed: Serde[ImageFailed] = Serde("ImageFailed", registry_url=url)
+        url, conf = settings.schema_registry_url, registry_config(settings)
+        self.upload: Serde[UploadEvent] = Serde("UploadEvent", registry_url=url, registry=conf)
+        self.step: Serde[StepRequest] = Serde("StepRequest", registry_url=url, registry=conf)
+        self.completed: Serde[ImageCompleted] = Serde("ImageCompleted", registry_url=url, registry=conf)
+        self.failed: Serde[ImageFailed] = Serde("ImageFailed", registry_url=url, registry=conf)
 
 
 def upload_event(

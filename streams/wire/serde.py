@@ -25,7 +25,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from processors.errors import ConfigurationError
-from streams.config import mask_url
+from streams.config import Settings, mask_url
 from streams.errors import AccessRefused, RegistryUnavailable, UndecodableEvent
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -170,6 +170,17 @@ def _registry_errors(url: str) -> Iterator[None]:
         ) from None
 
 
+def registry_config(settings: Settings) -> dict[str, str]:
+    """The schema registry client's basic auth and CA (``DARKROOM_SCHEMA_REGISTRY_*``)."""
+    conf: dict[str, str] = {}
+    if settings.schema_registry_username:
+        password = settings.schema_registry_password.get_secret_value()
+        conf["basic.auth.user.info"] = f"{settings.schema_registry_username}:{password}"
+    if settings.schema_registry_ca is not None:
+        conf["ssl.ca.location"] = str(settings.schema_registry_ca)
+    return conf
+
+
 class Serde(Generic[R]):
     """Encode and decode one record type for one topic.
 
@@ -184,10 +195,12 @@ class Serde(Generic[R]):
         record: str,
         *,
         registry_url: str = "",
+        registry: Mapping[str, str] | None = None,
         catalog: SchemaCatalog | None = None,
         version: int | None = None,
     ) -> None:
-        """``version`` pins the schema version this side reads and writes (default: newest).
+        """``version`` pins the schema version this side reads and writes (default: newest);
+        ``registry``: the registry client's further settings (``registry_config``).
 
         Single-object readers find the writer's schema by fingerprint in the catalog, so
         a reader reads newer records once their ``.avsc`` file is deployed, even while it
@@ -204,7 +217,7 @@ class Serde(Generic[R]):
             from confluent_kafka.schema_registry import SchemaRegistryClient
             from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 
-            client = SchemaRegistryClient.new_client({"url": registry_url})
+            client = SchemaRegistryClient.new_client({"url": registry_url, **(registry or {})})
             self._serializer = AvroSerializer(client, self.writer.json)
             self._deserializer = AvroDeserializer(client, self.reader.json)
 
