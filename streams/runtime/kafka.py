@@ -17,6 +17,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -176,7 +177,12 @@ class _ClientErrors:
     def check(self) -> None:
         """Raise what no retry fixes: refused credentials (``AccessRefused``), a connection
         that cannot be secured as configured (``ConfigurationError``: a wrong CA, a missing
-        client certificate, a TLS client at a plaintext listener or the reverse)."""
+        client certificate, a TLS client at a plaintext listener or the reverse).
+
+        Admin clients report only when polled (consumers and producers do as they work):
+        every live one is polled first."""
+        for admin in list(_ADMINS):
+            admin.poll(0)
         if (auth := self._recent("auth")) is not None:
             raise AccessRefused(f"Kafka refused darkroom's credentials: {_no_location(auth)}")
         if (tls := self._recent("tls")) is not None:
@@ -244,8 +250,14 @@ def client_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+_ADMINS: weakref.WeakSet[AdminClient] = weakref.WeakSet()
+"""The live admin clients, polled by ``CLIENT_ERRORS.check`` for the errors they met."""
+
+
 def make_admin(settings: Settings) -> AdminClient:
-    return AdminClient(client_config(settings))
+    admin = AdminClient(client_config(settings))
+    _ADMINS.add(admin)
+    return admin
 
 
 def make_producer(settings: Settings, delivery_timeout_s: float = 30.0) -> Producer:

@@ -163,3 +163,39 @@ def assert_documented_log_fields(worker_log: str) -> None:
     assert {line["worker"] for line in about_a_record} == {"ingest", "thumbnail", "results"}
     missing = [line for line in about_a_record if not {"topic", "partition", "offset", "event_id"} <= line.keys()]
     assert missing == []
+
+
+KAFKA_SECRETS = {
+    "DARKROOM_KAFKA_SASL_PASSWORD": "sasl-pw-0b7e21",
+    "DARKROOM_KAFKA_SSL_KEY_PASSWORD": "key-pw-c3a9f0",
+    "DARKROOM_KAFKA_OAUTH_CLIENT_SECRET": "oauth-secret-6e12d4",
+    "DARKROOM_SCHEMA_REGISTRY_PASSWORD": "registry-pw-8d0f5b",
+}
+
+
+def test_the_kafka_and_registry_secrets_reach_no_output_nor_error(settings: Settings) -> None:
+    """The security settings' secrets in every place a setting can surface: the settings'
+    repr, a configuration error listing every bad value, and a command's one error line
+    when the broker cannot be reached with them (here: nothing listens)."""
+    env = {
+        **settings.to_env(),
+        **KAFKA_SECRETS,
+        "DARKROOM_KAFKA_BOOTSTRAP": "127.0.0.1:9",
+        "DARKROOM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "DARKROOM_KAFKA_SASL_USERNAME": "darkroom",
+        "DARKROOM_CLIENT_TIMEOUT_S": "2",
+    }
+    from streams.config import load_settings
+
+    loaded = load_settings(env)
+    bad = {**env, "DARKROOM_PARTITIONS": "many", "DARKROOM_KAFKA_SECURITY_PROTOCOL": "TLS"}
+    outputs = [repr(loaded), str(loaded)]
+    with pytest.raises(Exception) as refused:
+        load_settings(bad)
+    outputs.append(str(refused.value))
+    for args in (("groups", "list"), ("replay", "--since", "1h", "--dry-run")):
+        result = darkroom(*args, env=env)
+        assert result.returncode != 0
+        outputs += [result.stdout, result.stderr]
+    for secret in KAFKA_SECRETS.values():
+        assert [text for text in outputs if secret in text] == []
