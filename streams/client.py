@@ -89,15 +89,15 @@ class Client:
     ) -> Submission:
         """Store ``data`` under ``upload_key(image id, filename)`` and emit its upload event.
 
-        The other options are those of ``emit``. The pipeline, image id and callback are
-        checked before anything is stored, so a typo fails at once instead of as a failure
+        The other options are those of ``emit``. The pipeline, image id, tenant and callback
+        are checked before anything is stored, so a typo fails at once instead of as a failure
         event later; the store is retried on outages (``DARKROOM_STORAGE_ATTEMPTS``).
         """
         steps = _steps(pipeline)
         image_id = image_id or uuid.uuid4().hex[:20]
         bucket = self.settings.bucket
-        self._admit(image_id, bucket, callback_url)
         key = upload_key(image_id, filename)
+        self._admit(image_id, bucket, key, tenant, callback_url)
         ctype = content_type or mimetypes.guess_type(filename or "")[0] or "application/octet-stream"
         s = self.settings
         retry(
@@ -136,7 +136,7 @@ class Client:
         event_id = idempotent_event_id(tenant, idempotency_key) if idempotency_key else str(uuid.uuid4())
         image_id = image_id or event_id.replace("-", "")[:20]
         bucket = bucket or self.settings.bucket
-        self._admit(image_id, bucket, callback_url)
+        self._admit(image_id, bucket, key, tenant, callback_url)
         event = upload_event(
             event_id=event_id,
             image_id=image_id,
@@ -158,9 +158,10 @@ class Client:
         records = [Record(topic, e["image_id"], self.serdes.upload.encode(e, topic)) for e in events]
         self._sender.send(records, "the upload event")
 
-    def _admit(self, image_id: str, bucket: str, callback_url: str | None) -> None:
-        """Refuse here what ingest would refuse (id, bucket, callback target), before anything is stored."""
-        check_source({"image_id": image_id, "bucket": bucket}, self.settings.buckets_allowed)
+    def _admit(self, image_id: str, bucket: str, key: str, tenant: str | None, callback_url: str | None) -> None:
+        """Refuse here what ingest would refuse (id, bucket, key, tenant, callback), before anything is stored."""
+        source = {"image_id": image_id, "bucket": bucket, "key": key, "tenant": tenant}
+        check_source(source, self.settings.buckets_allowed)
         if callback_url:
             self._guard.admit(callback_url)
 

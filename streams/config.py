@@ -636,7 +636,10 @@ def mask_url(url: str) -> str:
     """``url`` fit for logs, messages and CLI output: user info and query values masked.
 
     What does not parse as ``scheme://host[:port]…`` shows only its scheme, since anything
-    after it may be a password (``mysql:admin:hunter2@…``, ``db://user:pw/x``).
+    after it may be a password (``mysql:admin:hunter2@…``, ``db://user:pw/x``). So does a
+    URL with an ``@`` after its host: a password holding ``/``, ``?`` or ``#`` unencoded
+    (``db://user:12/34@host``) ends the host early for ``urlsplit``, but not for every
+    client, and the host ``urlsplit`` sees would be part of the password.
     """
     scheme, _, rest = url.partition(":")
     try:
@@ -644,11 +647,17 @@ def mask_url(url: str) -> str:
         parts.port  # noqa: B018 -- raises for a non-numeric port, which may be a password
     except ValueError:
         parts = None
-    if parts is None or not rest.startswith("//") or not _SCHEME.fullmatch(scheme):
+    if (
+        parts is None
+        or not rest.startswith("//")
+        or not _SCHEME.fullmatch(scheme)
+        or "@" in parts.path + parts.query + parts.fragment
+    ):
         return f"{scheme}:***" if _SCHEME.fullmatch(scheme) else "***"
     _, at, host = parts.netloc.rpartition("@")
     pairs = (item.partition("=") for item in parts.query.split("&") if item)
-    query = "&".join(f"{key}=***" if sep else "***" for key, sep, _ in pairs)  # a bare ?token too
+    # a bare ?token too, and one ending in base64's padding (?dG9rZW4=), which reads as a key
+    query = "&".join(f"{key}=***" if sep and value.strip("=") else "***" for key, sep, value in pairs)
     return f"{parts.scheme}://{'***@' if at else ''}{host}{parts.path}" + (f"?{query}" if query else "")
 
 

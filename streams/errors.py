@@ -28,7 +28,12 @@ it where they enter darkroom: ``runtime.kafka``, ``runtime.storage``, ``runtime.
     │   ├── ObjectMissing                   object_missing
     │   ├── BucketNotAllowed                bucket_not_allowed
     │   ├── InvalidImageId                  invalid_image_id
+    │   ├── InvalidObjectKey                invalid_object_key
+    │   ├── InvalidTenant                   invalid_tenant
+    │   ├── UploadMismatch                  upload_mismatch
+    │   ├── StorageRequestRefused           storage_request_refused
     │   ├── UndecodableEvent                undecodable_event
+    │   │   └── OutputOutsidePrefix         output_outside_prefix (a final event the result writer refuses)
     │   ├── OutputRejected                  output_rejected
     │   ├── InvalidWebhookUrl               invalid_webhook_url
     │   ├── WebhookTargetBlocked            webhook_target_blocked
@@ -69,8 +74,49 @@ class InvalidImageId(PermanentError):
     code = "invalid_image_id"
 
 
+class InvalidObjectKey(PermanentError):
+    """An object key darkroom will not read: empty, not UTF-8, over 1,024 bytes, with a control
+    character, a backslash or a ``.``/``..`` segment (``streams.wire.events.check_key``).
+
+    Checked before any read: object stores answer such keys with errors of their own, or
+    resolve them to other objects than the one named."""
+
+    code = "invalid_object_key"
+
+
+class InvalidTenant(PermanentError):
+    """A tenant outside the documented character set and length (``streams.wire.events.check_tenant``)."""
+
+    code = "invalid_tenant"
+
+
+class UploadMismatch(PermanentError):
+    """An upload for an image the HTTP API created that does not carry that image's tenant,
+    bucket and upload key: a forged event aiming one tenant's image at another's object."""
+
+    code = "upload_mismatch"
+
+
+class StorageRequestRefused(PermanentError):
+    """The object store refused the request for what the record names (an invalid key or
+    argument, a method it does not allow): the same request fails the same way, so the
+    record fails instead of pausing the worker as an outage would."""
+
+    code = "storage_request_refused"
+
+
 class UndecodableEvent(PermanentError):
     code = "undecodable_event"
+
+
+class OutputOutsidePrefix(UndecodableEvent):
+    """A final event naming outputs outside its image's own output prefix, or in a bucket not
+    allowed (a forged completion pointing at another tenant's upload or the broker's log).
+
+    The result writer refuses it while decoding, so the loop dead-letters it at once, with
+    this code, and nothing of it is stored or notified."""
+
+    code = "output_outside_prefix"
 
 
 class AccessRefused(ConfigurationError):

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from streams.config import Settings
@@ -115,3 +116,15 @@ def completion(settings: Settings, serdes: Serdes, image_id: str) -> Record:
     }
     topic = settings.topic(COMPLETED)
     return Record(topic, image_id, serdes.completed.encode(event, topic))
+
+
+def final_image(http: httpx.Client, url: str, event_id: str | None = None, timeout_s: float = 90) -> dict[str, Any]:
+    """The HTTP API's image at ``url`` once it is completed or failed (by ``event_id``'s
+    upload, when given), polled."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        image: dict[str, Any] = http.get(url).json()
+        if image["status"] in {"completed", "failed"} and event_id in (None, image["upload_event_id"]):
+            return image
+        assert time.monotonic() < deadline, image
+        time.sleep(0.2)

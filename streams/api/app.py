@@ -32,6 +32,7 @@ def create_app(settings: Settings) -> FastAPI:
         version="1",
         description="Image processing over HTTP: upload, run a pipeline, download the outputs (README, *HTTP API*).",
         lifespan=_lifespan,
+        redirect_slashes=False,  # its redirects name the request's Host, which the client chooses
     )
     app.state.api = ApiState.open(settings)
     install(app)

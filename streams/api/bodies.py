@@ -4,7 +4,9 @@ A body is refused with ``413 file_too_large`` as soon as it is known to be too l
 from ``Content-Length`` before anything is read, and while it streams in otherwise.
 JSON that does not parse is ``400 invalid_request``; a document that does not validate
 is ``422 invalid_parameters`` with the fields' errors, as FastAPI answers for the
-parameters it checks itself.
+parameters it checks itself. An image's bytes are refused with 415 unless they are an
+image: ``unsupported_media_type`` for a Content-Type other than ``image/…``,
+``not_an_image`` for bytes no image reader of darkroom identifies.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
+from processors.errors import DarkroomError, NotAnImage
+from processors.image import open_image
+from processors.operation import Limits
 from streams.api.images import safe_filename
 from streams.api.limits import MAX_FORM_FIELDS, MAX_JSON_BYTES, MULTIPART_OVERHEAD_BYTES
 from streams.api.problems import ApiProblem
@@ -58,13 +63,43 @@ def validated(model: type[_Model], doc: Any) -> _Model:
         raise RequestValidationError(exc.errors(include_input=False)) from None
 
 
+def media_type(content_type: str | None) -> str:
+    """``image/jpeg`` for ``Image/JPEG; q=1``; empty for none."""
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def image_type(content_type: str | None, what: str) -> str:
+    """The media type of ``content_type`` (``what`` the caller sent) if it is an image type; else 415."""
+    media = media_type(content_type)
+    if not media.startswith("image/"):
+        raise ApiProblem(
+            "unsupported_media_type",
+            f"{what} is {media or 'missing'}: send an image with its type (image/jpeg, image/png, …)",
+        )
+    return media
+
+
+def image(data: bytes, limits: Limits) -> None:
+    """Refuse (``not_an_image``, 415) bytes that no image reader of darkroom identifies, read
+    from their header as the operations open their input (``processors.image.open_image``:
+    Pillow's readers by their magic bytes, HEIF included). An image that is damaged or over
+    a limit passes: its pipeline fails it with the code saying so, as any producer's upload."""
+    try:
+        open_image(data, limits).close()
+    except NotAnImage:
+        raise
+    except DarkroomError:
+        return
+
+
 @dataclass(frozen=True)
 class Form:
     """A multipart body: its one file and its text fields."""
 
     fields: dict[str, str]
     data: bytes
-    content_type: str
+    content_type: str | None
+    """The file part's, as sent (None: it had none)."""
     filename: str | None
     """The file part's filename, made safe; None when the part was a text field."""
 
@@ -90,10 +125,10 @@ async def multipart(request: Request, max_file: int) -> Form:
                 raise ApiProblem("invalid_parameters", f"{name} must be a text field, not a file")
             fields[name] = value
         if isinstance(upload, UploadFile):
-            data, ctype = await upload.read(), upload.content_type or "application/octet-stream"
+            data, ctype = await upload.read(), upload.content_type
             filename: str | None = safe_filename(upload.filename)
         else:
-            data, ctype, filename = upload.encode(), "application/octet-stream", None
+            data, ctype, filename = upload.encode(), None, None
     if len(data) > max_file:
         raise ApiProblem("file_too_large", f"the file is over the {max_file}-byte limit")
     return Form(fields, data, ctype, filename)

@@ -8,6 +8,12 @@ that runs twice (a retry, two clients at once) emits the same event id and the s
 one upload. Statuses come from the result store: an image is ``pending`` until it is
 started, ``processing`` until the result writer has recorded the final state of its
 latest upload, then ``completed`` or ``failed``.
+
+The image's row names the pipeline of its latest upload (a reprocess with another pipeline
+moves it), so that ``GET`` names the pipeline of the outputs it lists. Those outputs come
+from the result store and are presigned only where they are the image's own (in its bucket,
+under ``<output prefix>/<image id>/``): a forged or damaged result row cannot make the API
+hand out another image's objects or the broker's log.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+import structlog
+
 from processors.errors import FileTooLarge, InvalidParameters, InvalidPipeline
 from streams.api.problems import ApiProblem
 from streams.client import Client
@@ -33,11 +41,12 @@ from streams.runtime.storage import ObjectStore
 from streams.sinks.database import Database, Row, now_ms
 from streams.sinks.results import get_result
 from streams.wire import pipeline as pipelines
-from streams.wire.events import IMAGE_ID, api_order_key, upload_event, upload_key
+from streams.wire.events import IMAGE_ID, api_order_key, is_output_of, upload_event, upload_key
 from streams.wire.events import safe_filename as safe_filename  # what request parsing names files by
 
 DOWNLOAD_URL_TTL = timedelta(hours=1)
 """How long an output's download URL works (as ``darkroom status``'s)."""
+_log = structlog.get_logger("darkroom.api")
 
 
 @dataclass(frozen=True)
@@ -173,8 +182,8 @@ class Images:
         self, tenant: str, image_id: str, pipeline: str | Sequence[pipelines.Step] | None, force: bool, replay_id: str
     ) -> Row:
         """Re-drive the image as ``darkroom replay --image-id`` would: a new upload event
-        (``replay_of`` the first one), its own pipeline unless another is given; without
-        ``force`` finished outputs are reused."""
+        (``replay_of`` the first one), the pipeline of its latest upload unless another is
+        given (which then becomes the image's); without ``force`` finished outputs are reused."""
         row = self._own(tenant, image_id)
         first = row["first_event_id"]
         if first is None:  # started by the notification ingest, if at all
@@ -196,7 +205,7 @@ class Images:
         )
         event = replayed(original, replay_id, ReplayOptions(pipeline=steps, force=force))
         self.client.send(event)
-        self._started(image_id, event["event_id"])
+        self._started(image_id, event["event_id"], steps)
         return self._own(tenant, image_id)
 
     # -- answers ------------------------------------------------------------------------
@@ -229,6 +238,7 @@ class Images:
         view["upload_event_id"] = result["upload_event_id"]
         view["finished_at"] = iso(result["finished_at"])
         expires = iso(now_ms() + int(DOWNLOAD_URL_TTL.total_seconds() * 1000))
+        served = [o for o in result["outputs"] if self._served(row, o)]
         view["outputs"] = [
             {
                 "name": o["name"],
@@ -242,7 +252,7 @@ class Images:
                 "url": self.store.presigned_get(o["bucket"], o["key"], DOWNLOAD_URL_TTL),
                 "url_expires_at": expires,
             }
-            for o in result["outputs"]
+            for o in served
         ]
         view["timings"] = [
             {k: t.get(k) for k in ("step_index", "operation", "backend", "duration_ms", "reused", "details")}
@@ -302,6 +312,20 @@ class Images:
             return False
         return True
 
+    def _served(self, row: Row, output: Row) -> bool:
+        """Whether ``output`` of a stored result is the image's own, to presign: an object in
+        the image's bucket under its output prefix (``is_output_of``). Any other is left out
+        as if it did not exist, and logged: only a forged or damaged result row names one."""
+        if output["bucket"] == row["bucket"] and is_output_of(output["key"], self.settings.output_prefix, row["id"]):
+            return True
+        _log.warning(
+            "stored output outside the image's own prefix left out",
+            image_id=row["id"],
+            bucket=output["bucket"],
+            key=output["key"],
+        )
+        return False
+
     def _result(self, row: Row) -> Row | None:
         result = get_result(self.db, row["id"])
         return result if result is not None and result["tenant"] == row["tenant"] else None
@@ -328,9 +352,15 @@ class Images:
                 ),
             )
 
-    def _started(self, image_id: str, event_id: str) -> None:
+    def _started(self, image_id: str, event_id: str, steps: list[pipelines.Step] | None = None) -> None:
+        """Record the upload event just emitted as the image's latest, with ``steps`` where
+        it runs another pipeline than the image's (a reprocess): the image is that pipeline's now."""
         now = now_ms()
         with self.db.transaction() as tx:
+            if steps is not None:
+                tx.execute(
+                    "UPDATE api_images SET pipeline = ?, preset = NULL WHERE id = ?", (json.dumps(steps), image_id)
+                )
             tx.execute(
                 """
                 UPDATE api_images

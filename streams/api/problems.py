@@ -36,6 +36,7 @@ STATUS: Mapping[str, int] = {
     "idempotency_key_in_use": 409,
     "file_too_large": 413,
     "unsupported_media_type": 415,
+    "not_an_image": 415,
     "empty_input": 422,
     "invalid_pipeline": 422,
     "unknown_operation": 422,
@@ -49,8 +50,11 @@ STATUS: Mapping[str, int] = {
     "idempotency_key_reused": 422,
     "rate_limited": 429,
     "internal_error": 500,
+    "configuration_error": 503,
 }
-"""HTTP status by code; a code not listed is a 503 when retryable (an outage), else a 422."""
+"""HTTP status by code; a code not listed is a 503 when retryable (an outage), else a 422.
+``configuration_error`` (a service refused darkroom's credentials) is the server's fault,
+not the request's: 503, without ``Retry-After`` (waiting alone does not cure it)."""
 
 _TITLES: Mapping[int, str] = {
     400: "Bad Request",
@@ -146,9 +150,10 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, DarkroomError)
         outage = isinstance(exc, DependencyUnavailable)
         headers = {"Retry-After": str(OUTAGE_RETRY_AFTER_S)} if outage or exc.retryable else None
-        if outage:
+        status = status_of(exc.code, exc.retryable)
+        if status >= 500:  # the server's to fix, or to wait out
             _log.warning("dependency unavailable", error_code=exc.code, error=exc.message)
-        return problem(exc.code, exc.message, status=status_of(exc.code, exc.retryable), headers=headers)
+        return problem(exc.code, exc.message, status=status, headers=headers)
 
     async def validation(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

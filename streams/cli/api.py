@@ -21,7 +21,9 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("apikeys", help="the HTTP API's per-tenant keys: create (shown once), list, revoke")
     p.add_argument("action", choices=["create", "list", "revoke"])
-    p.add_argument("ids", nargs="*", metavar="KEY_ID", help="revoke: the keys (ids as `apikeys list` shows them)")
+    p.add_argument(
+        "ids", nargs="*", default=[], metavar="KEY_ID", help="revoke: the keys (ids as `apikeys list` shows them)"
+    )
     p.add_argument("--tenant")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_apikeys)

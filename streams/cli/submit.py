@@ -13,6 +13,7 @@ from streams.cli.common import EXIT_FAILED, print_json
 from streams.config import Settings
 from streams.errors import LocalFileError
 from streams.wire import pipeline as pipelines
+from streams.wire.events import check_tenant
 
 
 def add_parsers(sub: Any) -> None:
@@ -53,6 +54,7 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidParameters(f"no such file: {', '.join(missing)}")
     steps = pipelines.parse_spec(args.pipeline)
     pipelines.validate(steps)  # before touching storage: a typo is the user's error, not an outage
+    check_tenant(args.tenant)
     if args.callback and not settings.webhook_secrets:
         raise ConfigurationError("--callback needs DARKROOM_WEBHOOK_SECRETS to sign its webhooks")
     client = Client(settings)

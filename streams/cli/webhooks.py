@@ -10,6 +10,7 @@ from processors.errors import InvalidParameters
 from streams.cli.common import existing_database, open_database, print_json, shown
 from streams.config import Settings
 from streams.runtime.egress import EgressGuard
+from streams.wire.events import check_tenant
 
 
 def add_parsers(sub: Any) -> None:
@@ -45,6 +46,7 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "subscribe":
         if not args.tenant or not args.url:
             raise InvalidParameters("webhooks subscribe needs --tenant and --url")
+        check_tenant(args.tenant)
         events = [f"image.{e.strip()}" for e in args.events.split(",")]
         if any(e not in {"image.completed", "image.failed"} for e in events):
             raise InvalidParameters("--events takes completed and/or failed")

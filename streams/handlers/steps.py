@@ -27,7 +27,7 @@ from processors.errors import DarkroomError, InvalidPipeline, PermanentError
 from processors.operation import Operation, Rendition
 from processors.upscale import Upscale
 from streams.config import Settings
-from streams.errors import InvalidWebhookUrl, ObjectMissing, WebhookTargetBlocked
+from streams.errors import InvalidWebhookUrl, ObjectMissing, UploadMismatch, WebhookTargetBlocked
 from streams.observe import metrics
 from streams.runtime.egress import EgressGuard
 from streams.runtime.kafka import Record
@@ -50,6 +50,11 @@ def _first_output_key(outputs: list[Output], step_index: int) -> str:
     return next(o["key"] for o in outputs if o["step_index"] == step_index)
 
 
+def _storage(settings: Settings, fn: Any, what: str) -> Any:
+    """``fn`` (a store call) retried on outages as ``DARKROOM_STORAGE_ATTEMPTS`` says."""
+    return retry(fn, attempts=settings.storage_attempts, backoff_s=settings.storage_backoff_s, what=what)
+
+
 @dataclass(frozen=True)
 class _Input:
     """A step's input as read from storage, and where its outputs go."""
@@ -66,11 +71,13 @@ class _Input:
 
 
 class Ingest:
-    """Validates an upload's whole pipeline, then hands it to the first operation."""
+    """Validates an upload (what it names, its pipeline, that it is the upload of the image
+    it names), then hands it to the first operation."""
 
-    def __init__(self, settings: Settings, serdes: Serdes) -> None:
+    def __init__(self, settings: Settings, serdes: Serdes, store: Store) -> None:
         self.settings = settings
         self.serdes = serdes
+        self.store = store
         self.guard = EgressGuard.from_settings(settings)
 
     def __call__(self, upload: UploadEvent, log: Any) -> list[Record]:
@@ -80,6 +87,7 @@ class Ingest:
             events.check_source(upload, self.settings.buckets_allowed)
             steps = pipeline.resolve(upload["pipeline"], upload.get("preset"))
             pipeline.validate(steps)
+            self._check_order(upload)
         except PermanentError as exc:
             log.info("upload refused", error_code=exc.code, error=exc.message)
             if isinstance(exc, InvalidWebhookUrl | WebhookTargetBlocked):  # never call a refused target
@@ -89,6 +97,26 @@ class Ingest:
             upload, upload_event_id=upload["event_id"], pipeline=steps, step_index=0, input_key=upload["key"]
         )
         return [_record(self.settings, step_topic(steps[0]["operation"]), request, self.serdes.step)]
+
+    def _check_order(self, upload: UploadEvent) -> None:
+        """Refuse an upload for an image the HTTP API created (its order is beside the
+        uploads) unless it carries that image's tenant, bucket and upload key: otherwise
+        one tenant's image could be made of another's object. The message quotes nothing
+        of the order: the forger's tenant can read the failure."""
+        s = self.settings
+        read = partial(self._get, s.bucket)  # where the API keeps its orders and uploads
+        order = events.api_order(read, s.output_prefix, upload["image_id"])
+        if order is None:
+            return
+        if (upload["bucket"], upload["key"], upload.get("tenant")) != (s.bucket, order.get("key"), order.get("tenant")):
+            raise UploadMismatch(
+                f"image {upload['image_id']} was created over the HTTP API: its upload must carry its tenant and key"
+            )
+
+    def _get(self, bucket: str, key: str) -> bytes:
+        get = partial(self.store.get, bucket, key, max_bytes=64 * 1024)
+        data: bytes = _storage(self.settings, get, "read the API's order")
+        return data
 
     def fail(self, upload: UploadEvent, exc: DarkroomError) -> list[Record]:
         """The failure event of an upload: its rejected pipeline, or one the loop gives up on."""
@@ -161,8 +189,7 @@ class OperationStep:
         return [_record(self.settings, FAILED, failure, self.serdes.failed)]
 
     def _storage(self, fn: Any, what: str) -> Any:
-        s = self.settings
-        return retry(fn, attempts=s.storage_attempts, backoff_s=s.storage_backoff_s, what=what)
+        return _storage(self.settings, fn, what)
 
     def _read(self, request: StepRequest) -> _Input:
         """The input stage: parse params, read the input, find where (and whether) outputs exist."""
@@ -193,8 +220,8 @@ class OperationStep:
         if pixels:  # omitted when empty, so such operations keep the keys they always had
             identity["pixels"] = dict(pixels)
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-        step = f"{request['step_index']:02d}-{self.operation.name}-{digest}"
-        return identity, f"{self.settings.output_prefix}/{request['image_id']}/{step}/"
+        step = events.step_dir(request["step_index"], self.operation.name, digest)
+        return identity, events.image_prefix(self.settings.output_prefix, request["image_id"]) + step
 
     def _run(self, request: StepRequest, log: Any) -> tuple[list[Output], StepTiming]:
         started = time.perf_counter()
@@ -292,8 +319,9 @@ class OperationStep:
         }
 
 
-def ingest_spec(settings: Settings, serdes: Serdes) -> WorkerSpec[UploadEvent]:
-    ingest = Ingest(settings, serdes)
+def ingest_spec(settings: Settings, serdes: Serdes, store: Store | None = None) -> WorkerSpec[UploadEvent]:
+    """The ingest worker; ``store`` (default: the configured one) is where the API's orders are read."""
+    ingest = Ingest(settings, serdes, store or ObjectStore(settings))
     return WorkerSpec(
         name="ingest",
         group_id=settings.topic("darkroom.ingest"),
@@ -335,6 +363,6 @@ def worker_specs(settings: Settings, names: Sequence[str]) -> list[WorkerSpec[An
     serdes = Serdes(settings)
     store = ObjectStore(settings)
     return [
-        ingest_spec(settings, serdes) if name == "ingest" else operation_spec(settings, serdes, store, name)
+        ingest_spec(settings, serdes, store) if name == "ingest" else operation_spec(settings, serdes, store, name)
         for name in names
     ]

@@ -22,6 +22,7 @@ from processors.errors import ConfigurationError, DarkroomError
 from streams.config import PREFIX, NotificationRule, Settings, mask_url
 from streams.runtime.egress import EgressGuard
 from streams.wire import pipeline as pipelines
+from streams.wire.events import check_tenant
 
 _SETTING = f"{PREFIX}NOTIFICATION_RULES"
 
@@ -75,6 +76,11 @@ def _rule(given: NotificationRule, settings: Settings, guard: EgressGuard, probl
             f"prefix {given.prefix!r} is under the output prefix {output!r}: darkroom's outputs start no work"
         )
     steps = _steps(given.pipeline, given.preset, problems)
+    tenant = given.tenant or None
+    try:
+        check_tenant(tenant)
+    except DarkroomError as exc:
+        problems.append(f"tenant {tenant!r}: {exc.code}: {exc.message}")
     callback_url = given.callback_url.get_secret_value() if given.callback_url else None
     if callback_url:
         try:
@@ -87,7 +93,7 @@ def _rule(given: NotificationRule, settings: Settings, guard: EgressGuard, probl
         suffix=given.suffix,
         steps=tuple(steps),
         preset=given.preset,
-        tenant=given.tenant or None,
+        tenant=tenant,
         callback_url=callback_url or None,
     )
 

@@ -1,7 +1,10 @@
 """``darkroom worker notifications``: MinIO bucket notifications in, upload events out.
 
 Each notification record is decoded (``minio.decode``; anything else is dead-lettered by
-the loop) and each of its object events handled on its own:
+the loop). A record naming new content under a key darkroom does not read (``check_key``:
+a NUL, a backslash, a ``..`` segment…) is dead-lettered whole with ``invalid_object_key``
+before anything is read: there is no image yet to fail. Otherwise each of its object
+events is handled on its own:
 
 - an event that writes no new bytes (a removal, tagging, an access…) starts nothing;
 - nor does an object under ``DARKROOM_OUTPUT_PREFIX``: darkroom's own outputs land in the
@@ -30,14 +33,21 @@ from typing import Any
 
 from processors.errors import ConfigurationError
 from streams.config import PREFIX, Settings
-from streams.errors import ObjectMissing
 from streams.notifications import minio, rules
 from streams.runtime.kafka import Record
 from streams.runtime.retry import retry
 from streams.runtime.storage import ObjectStore, Store
 from streams.runtime.topics import UPLOADED
 from streams.runtime.worker import Event, WorkerSpec
-from streams.wire.events import Serdes, UploadEvent, api_order_key, derived_id, idempotent_event_id, upload_event
+from streams.wire.events import (
+    Serdes,
+    UploadEvent,
+    api_order,
+    check_key,
+    derived_id,
+    idempotent_event_id,
+    upload_event,
+)
 
 
 def image_id(bucket: str, key: str) -> str:
@@ -97,6 +107,9 @@ class Notifications:
         self.outputs = settings.output_prefix.strip("/") + "/"
 
     def __call__(self, event: Event, log: Any) -> list[Record]:
+        for obj in event["objects"]:
+            if obj.writes_content:
+                check_key(obj.key)  # InvalidObjectKey: the loop dead-letters the record with its code
         records = []
         for obj in event["objects"]:
             about = log.bind(notification=obj.name, bucket=obj.bucket, key=obj.key)
@@ -125,12 +138,14 @@ class Notifications:
         if len(parts) < 3 or parts[0] != "uploads":
             return None
         s = self.settings
-        read = partial(self.store.get, obj.bucket, api_order_key(s.output_prefix, parts[1]), max_bytes=64 * 1024)
-        try:
-            order: dict[str, Any] = json.loads(retry(read, attempts=s.storage_attempts, backoff_s=s.storage_backoff_s))
-        except ObjectMissing:
-            return None
-        return order if order.get("key") == obj.key else None
+
+        def read(key: str) -> bytes:
+            get = partial(self.store.get, obj.bucket, key, max_bytes=64 * 1024)
+            data: bytes = retry(get, attempts=s.storage_attempts, backoff_s=s.storage_backoff_s, what="read an order")
+            return data
+
+        order = api_order(read, s.output_prefix, parts[1])
+        return order if order is not None and order.get("key") == obj.key else None
 
 
 def notifications_spec(settings: Settings, serdes: Serdes | None = None) -> WorkerSpec[Event]:

@@ -1,8 +1,18 @@
 """The one object-storage client (minio SDK), with its errors translated at the boundary.
 
-Missing objects are permanent (``object_missing``); connection problems and 5xx answers
-are retryable (``storage_unavailable``) and retried by ``streams.runtime.retry``. The SDK's own
-retries are off so that there is one retry policy.
+What the store answers decides what a worker does (``_error``):
+
+- a missing object or bucket is permanent (``object_missing``);
+- refused credentials are ``AccessRefused`` (the worker stops consuming until accepted);
+- a request the store refuses for what it names (``InvalidRequest``, ``InvalidArgument``,
+  ``KeyTooLongError``, ``MethodNotAllowed``, any other 4xx) is permanent
+  (``storage_request_refused``): it fails that record, never the worker;
+- only what waiting can cure is retryable (``storage_unavailable``, retried by
+  ``streams.runtime.retry``, then an outage for the loop): no connection, a timeout,
+  a 5xx, throttling (``SlowDown``, 429, 503), 408, a conflicting write still in progress,
+  and answers that are not the store's own (no S3 error body: a proxy in between).
+
+The SDK's own retries are off so that there is one retry policy.
 """
 
 from __future__ import annotations
@@ -16,19 +26,48 @@ from typing import Protocol
 
 import urllib3
 from minio import Minio
-from minio.error import MinioException, S3Error
+from minio.error import MinioException, S3Error, ServerError
 
 from processors.errors import FileTooLarge
 from streams.config import Settings
-from streams.errors import AccessRefused, ObjectMissing, StorageUnavailable
+from streams.errors import AccessRefused, ObjectMissing, StorageRequestRefused, StorageUnavailable
 
 _MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"})
-_DENIED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"})
-
-
+_DENIED = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AllAccessDisabled",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "AuthorizationHeaderMalformed",  # a region the store does not serve: darkroom's settings
+        "RequestTimeTooSkewed",  # this machine's clock: not the record's fault either
+    }
+)
+"""Answers about darkroom's credentials or settings, whatever their status: every record would
+meet them, so they stop the worker (``AccessRefused``) instead of failing the backlog."""
 _EXISTS = frozenset({"PreconditionFailed"})
 """A conditional write found an object (``ConditionalRequestConflict``, a concurrent
 conditional write still in progress, stays retryable)."""
+_PASSING = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+        "RequestThrottled",
+        "RequestTimeout",
+        "ConditionalRequestConflict",
+        "OperationAborted",
+        "ServiceUnavailable",
+        "InternalError",
+    }
+)
+"""Codes of answers that waiting can cure, whatever their status (``RequestTimeout`` is a 400)."""
+_PASSING_STATUS = frozenset({408, 429})
 
 
 class _Exists(Exception):
@@ -46,7 +85,7 @@ class Store(Protocol):
     """The seam between darkroom and object storage: what the steps, the client, the API
     and the notifications ingest call. ``ObjectStore`` is the one on S3; tests plug in an
     in-memory one. Errors are darkroom's (``ObjectMissing``, ``StorageUnavailable``,
-    ``AccessRefused``, ``FileTooLarge``), never the SDK's."""
+    ``StorageRequestRefused``, ``AccessRefused``, ``FileTooLarge``), never the SDK's."""
 
     def ensure_bucket(self, bucket: str) -> None: ...
     def stat(self, bucket: str, key: str) -> ObjectInfo: ...
@@ -63,19 +102,29 @@ class Store(Protocol):
     ) -> bool: ...
 
 
+def _error(code: str | None, status: int, where: str) -> Exception:
+    """darkroom's error for the store's answer ``code`` (None: no S3 error body) with HTTP ``status``."""
+    if code in _EXISTS:
+        return _Exists(where)
+    if code in _MISSING:
+        return ObjectMissing(f"{where} does not exist")
+    if code in _DENIED:
+        return AccessRefused(f"object storage refused access to {where}: {code}")
+    said = code or f"HTTP {status}"
+    if code in _PASSING or status in _PASSING_STATUS or not 400 <= status < 500:
+        return StorageUnavailable(f"object storage error on {where}: {said}")
+    return StorageRequestRefused(f"object storage refused the request for {where}: {said}")
+
+
 @contextmanager
 def _translated(bucket: str, key: str = "") -> Iterator[None]:
     where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
     try:
         yield
     except S3Error as exc:
-        if exc.code in _EXISTS:
-            raise _Exists(where) from None
-        if exc.code in _MISSING:
-            raise ObjectMissing(f"{where} does not exist") from None
-        if exc.code in _DENIED:
-            raise AccessRefused(f"object storage refused access to {where}: {exc.code}") from None
-        raise StorageUnavailable(f"object storage error on {where}: {exc.code}") from None
+        raise _error(exc.code, exc.response.status, where) from None
+    except ServerError as exc:  # an answer without a body (HEAD): its status is all there is
+        raise _error(None, exc.status_code, where) from None
     except ValueError as exc:  # the SDK validates names locally: such an object cannot exist
         raise ObjectMissing(f"{where} cannot exist: {exc}") from None
     except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:

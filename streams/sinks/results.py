@@ -11,6 +11,11 @@ primary key, and the stored final state follows one rule —
   outlasted the retry budget, then a redelivery that succeeded), never the reverse;
 - anything else (a redelivery, a replay, a late older upload) changes nothing and queues
   no webhook; ``(webhook_id, target)`` is the outbox key besides, so nothing is queued twice.
+
+Outputs are trusted only inside their image's own step directories in an allowed bucket
+(``trusted``): the HTTP API hands out download URLs for what is stored here, so a forged
+final event naming another tenant's upload or the broker's log is refused as it is decoded
+(``OutputOutsidePrefix``), which the loop dead-letters at once, before any transaction.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from datetime import datetime
 from typing import Any
 
 from streams.config import Settings
+from streams.errors import OutputOutsidePrefix
 from streams.observe import metrics
 from streams.runtime.topics import COMPLETED, FAILED
 from streams.runtime.worker import Event, Received, WorkerSpec
 from streams.sinks.database import Database, Row, Transaction, now_ms
-from streams.wire.events import FinalRecord, FinalStatus, Serdes
+from streams.wire.events import FinalRecord, FinalStatus, Serdes, is_output_of
 
 Enqueue = Callable[[Transaction, FinalStatus, Event], None]
 """Queues side effects of a final event (webhooks) inside the result's transaction."""
@@ -47,6 +53,19 @@ WHERE results.submitted_at < excluded.submitted_at
    OR (results.upload_event_id = excluded.upload_event_id AND results.status = 'failed'
        AND results.retryable AND excluded.status = 'completed')
 """
+
+
+def trusted(settings: Settings, event: FinalRecord) -> FinalRecord:
+    """``event`` if every output it names is one of its image's (``is_output_of``) in a
+    bucket of ``DARKROOM_ALLOWED_BUCKETS``; else ``OutputOutsidePrefix``."""
+    allowed, image_id = settings.buckets_allowed, event["image_id"]
+    for output in event["outputs"]:
+        if output["bucket"] not in allowed or not is_output_of(output["key"], settings.output_prefix, image_id):
+            where = ascii(f"{output['bucket']}/{output['key']}"[:200])
+            raise OutputOutsidePrefix(
+                f"output {where} is not under image {image_id}'s output prefix in an allowed bucket; not recorded"
+            )
+    return event
 
 
 def _ms(value: datetime | int) -> int:
@@ -129,7 +148,10 @@ def results_spec(
     completed, failed = settings.topic(COMPLETED), settings.topic(FAILED)
 
     def decode(value: bytes | None, topic: str) -> FinalRecord:
-        return serdes.completed.decode(value, topic) if topic == completed else serdes.failed.decode(value, topic)
+        """The final event, if its outputs can be trusted (``trusted``): refused here, a
+        forged one is dead-lettered at once, never retried as a sink that raised would be."""
+        event = serdes.completed.decode(value, topic) if topic == completed else serdes.failed.decode(value, topic)
+        return trusted(settings, event)
 
     return WorkerSpec(
         name="results",

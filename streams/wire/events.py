@@ -9,15 +9,17 @@ sinks deduplicate on them and webhooks keep one ``webhook-id``.
 
 from __future__ import annotations
 
+import json
 import re
+import unicodedata
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Literal, TypedDict, final
+from typing import Any, Literal, TypedDict, final
 
 from processors.errors import DarkroomError
 from streams.config import Settings
-from streams.errors import BucketNotAllowed, InvalidImageId
+from streams.errors import BucketNotAllowed, InvalidImageId, InvalidObjectKey, InvalidTenant, ObjectMissing
 from streams.wire.pipeline import Step
 from streams.wire.serde import Serde, registry_config
 
@@ -146,23 +148,68 @@ FinalRecord = ImageCompleted | ImageFailed
 IMAGE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """Image ids: 1–128 of ``A-Z a-z 0-9 . _ -``, starting with a letter or digit. The id is a
 segment of every output key and a Kafka key, so no ``/``, no ``..`` segment, no spaces."""
+TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""Tenants: 1–64 of ``A-Z a-z 0-9 . _ -``, starting with a letter or digit (as API keys name them)."""
+MAX_KEY_BYTES = 1024
+"""The longest object key S3 stores, in UTF-8 bytes."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_FILENAME = 100
 """Characters of a file name kept in its upload key."""
+_KEYS = ("key", "source_key", "input_key")
+"""The fields of uploads and step requests that name objects to read."""
+_STEP_OUTPUT = re.compile(r"\d{2,}-[A-Za-z0-9_-]+-[0-9a-f]{16}/[^/]+")
+"""What follows ``image_prefix`` in an output's key: ``<step>-<operation>-<digest>/<file>``
+(``step_dir``); nothing else under the output prefix (the API's orders) is an output."""
 
 
 def check_source(source: Mapping[str, object], allowed_buckets: Collection[str]) -> None:
-    """Refuse an upload or step request (or the ids one is about to get) whose image id or
-    bucket darkroom must not use.
+    """Refuse an upload or step request (or the ids one is about to get) whose image id,
+    bucket, object keys or tenant darkroom must not use.
 
     Called before anything is read, so a producer cannot aim workers at another bucket
-    their credentials reach (the broker's log, another team's) or at keys outside the image's.
+    their credentials reach (the broker's log, another team's), at keys outside the image's
+    or at keys the store answers with errors of its own.
     """
     image_id, bucket = source.get("image_id"), source.get("bucket")
     if not isinstance(image_id, str) or not IMAGE_ID.fullmatch(image_id):
         raise InvalidImageId("image id must be 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit")
     if bucket not in allowed_buckets:
         raise BucketNotAllowed(f"bucket {bucket!r} is not in DARKROOM_ALLOWED_BUCKETS")
+    for field in _KEYS:
+        if field in source:
+            check_key(source[field])
+    check_tenant(source.get("tenant"))
+
+
+def check_key(key: object) -> str:
+    """``key`` if it is an object key darkroom reads: not empty, valid UTF-8 of at most
+    ``MAX_KEY_BYTES`` bytes, without control characters (NUL included), backslashes or
+    ``.``/``..`` segments; else ``InvalidObjectKey``. Stores differ on such keys (refuse
+    them, normalise them to other objects), so darkroom never sends them."""
+    if not isinstance(key, str) or not key:
+        raise InvalidObjectKey("an object key must not be empty")
+    shown = ascii(key[:120])
+    try:
+        size = len(key.encode())
+    except UnicodeEncodeError:
+        raise InvalidObjectKey(f"object key {shown} is not valid UTF-8") from None
+    if size > MAX_KEY_BYTES:
+        raise InvalidObjectKey(f"object key {shown}… is {size} bytes; the limit is {MAX_KEY_BYTES}")
+    if any(unicodedata.category(char) == "Cc" for char in key):
+        raise InvalidObjectKey(f"object key {shown} has a control character")
+    if "\\" in key:
+        raise InvalidObjectKey(f"object key {shown} has a backslash")
+    if not {".", ".."}.isdisjoint(key.split("/")):
+        raise InvalidObjectKey(f"object key {shown} has a '.' or '..' segment")
+    return key
+
+
+def check_tenant(tenant: object) -> str | None:
+    """``tenant`` if it is None (no tenant) or a tenant name (``TENANT``); else ``InvalidTenant``.
+    Tenants key subscriptions, replays and the API's images, so every door checks them."""
+    if tenant is not None and not (isinstance(tenant, str) and TENANT.fullmatch(tenant)):
+        raise InvalidTenant("a tenant is 1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit")
+    return tenant
 
 
 def safe_filename(filename: str | None) -> str:
@@ -195,6 +242,39 @@ def api_order_key(output_prefix: str, image_id: str) -> str:
     the notification ingest reads it when the upload lands (under the output prefix, so
     its own notification starts nothing)."""
     return f"{output_prefix.strip('/')}/api-orders/{image_id}.json"
+
+
+def api_order(read: Callable[[str], bytes], output_prefix: str, image_id: str) -> dict[str, Any] | None:
+    """The HTTP API's order for ``image_id`` (``image_id``, ``tenant``, ``key``, ``pipeline``,
+    ``callback_url``), read through ``read(key)`` (the caller's store, with its retries);
+    None when the API did not create the image."""
+    try:
+        raw = read(api_order_key(output_prefix, image_id))
+    except ObjectMissing:
+        return None
+    order: dict[str, Any] = json.loads(raw)
+    return order
+
+
+def image_prefix(output_prefix: str, image_id: str) -> str:
+    """Where an image's outputs go: every step's directory is under it."""
+    return f"{output_prefix}/{image_id}/"
+
+
+def step_dir(step_index: int, operation: str, digest: str) -> str:
+    """The directory of one step's outputs under ``image_prefix`` (``digest``: 16 hex digits)."""
+    return f"{step_index:02d}-{operation}-{digest}/"
+
+
+def is_output_of(key: str, output_prefix: str, image_id: str) -> bool:
+    """Whether ``key`` can be an output of ``image_id``: a file in one of its step directories,
+    without segments a store could resolve elsewhere."""
+    prefix = image_prefix(output_prefix, image_id)
+    try:
+        check_key(key)
+    except InvalidObjectKey:
+        return False
+    return key.startswith(prefix) and _STEP_OUTPUT.fullmatch(key[len(prefix) :]) is not None
 
 
 def now() -> datetime:

@@ -11,7 +11,7 @@ from processors.errors import UnknownOperation
 from streams.client import Client, Completion, Failure, Submission, summarize
 from streams.config import Settings
 from streams.dev.samples import photo_jpeg
-from streams.errors import InvalidImageId, ObjectMissing, OutputRejected
+from streams.errors import InvalidImageId, InvalidObjectKey, InvalidTenant, ObjectMissing, OutputRejected
 from streams.runtime.storage import ObjectStore
 from streams.runtime.supervisor import Supervisor
 from streams.runtime.topics import UPLOADED
@@ -72,6 +72,14 @@ def test_submit_refuses_a_bad_request_before_storing_anything(settings: Settings
             client.submit(b"bytes", "a.jpg", "sharpen:amount=2", image_id=image_id)
         with pytest.raises(InvalidImageId):
             client.submit(b"bytes", "a.jpg", STEPS, image_id=f"../{image_id}")
+        for tenant in ("acme corp", "", "../acme", "t" * 65):
+            with pytest.raises(InvalidTenant):
+                client.submit(b"bytes", "a.jpg", STEPS, image_id=image_id, tenant=tenant)
+            with pytest.raises(InvalidTenant):
+                client.emit(f"uploads/{image_id}/a.jpg", STEPS, image_id=image_id, tenant=tenant)
+        for key in ("uploads/x\\..\\y.png", "uploads/x\x00y.png", "uploads/../a.jpg", ""):
+            with pytest.raises(InvalidObjectKey):
+                client.emit(key, STEPS, image_id=image_id)
     for key in (f"uploads/{image_id}/a.jpg", f"uploads/../{image_id}/a.jpg"):
         with pytest.raises(ObjectMissing):
             store.stat(settings.bucket, key)

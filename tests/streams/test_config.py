@@ -49,10 +49,48 @@ def test_embedded_s3_without_a_stack_explains_what_to_do(tmp_path: Path) -> None
         ("mysql:admin:hunter2@db/x", "mysql:***"),
         ("admin hunter2", "***"),
         ("sqlite:///var/lib/darkroom/results.sqlite3", "sqlite:///var/lib/darkroom/results.sqlite3"),
+        # a password holding / ? # unencoded ends the host early for urlsplit: the "host" it
+        # sees (admin:12) is part of the password, so the scheme alone is shown
+        ("postgresql://admin:12/34@db:5432/x", "postgresql:***"),
+        ("postgresql://admin:1#2@db/x", "postgresql:***"),
+        ("postgresql://admin:5?x=1@db/x", "postgresql:***"),
+        ("postgresql://admin:/hunter2@db/x", "postgresql:***"),
+        ("https://ghp_tok/en@github.com/x", "https:***"),  # user info without a password
+        ("https://hooks.example.com/cb?email=a@b.example", "https:***"),  # cannot tell: not shown
+        ("postgresql://admin:hun@ter2@db/x", "postgresql://***@db/x"),
+        ("postgresql://admin:100%@db/x", "postgresql://***@db/x"),
+        ("postgresql://admin:a%2Fb%23c%3Fd%40e%25f@db/x", "postgresql://***@db/x"),
+        ("https://hooks.example.com/cb?token=a/b?c%26d%3De#f", "https://hooks.example.com/cb?token=***"),
+        ("https://hooks.example.com/cb?token=a%2Fb%40c&x=%25", "https://hooks.example.com/cb?token=***&x=***"),
+        ("https://hooks.example.com/cb?dG9rZW4=&a=1", "https://hooks.example.com/cb?***&a=***"),  # base64 padding
     ],
 )
 def test_urls_are_shown_without_user_info_or_query_values(url: str, shown: str) -> None:
     assert mask_url(url) == shown
+
+
+_PIECES = ("Qz7", "Wk4", "Vx9")
+"""A password's parts, joined by one of ``_SEPARATORS``: none may appear in what is shown."""
+_SEPARATORS = ("/", "#", "?", "@", "%", ":", "&", "=", "%2F", "%23", "%3F", "%40", "%25", "%3A")
+_WHERE = (
+    "postgresql://admin:{pw}@db:5432/x",
+    "postgresql://{pw}@db/x",
+    "postgresql://admin:{pw}@db/x?sslmode=require",
+    "postgresql://db/x?password={pw}&sslmode=require",
+    "https://hooks.example.com/cb?token={pw}",
+    "https://hooks.example.com/cb?{pw}",
+)
+
+
+@pytest.mark.parametrize(
+    ("template", "sep"),
+    # a bare ?token with an = inside reads as key=value, whose key is shown
+    [(t, sep) for t in _WHERE for sep in _SEPARATORS if not (t.endswith("?{pw}") and sep == "=")],
+)
+def test_no_part_of_a_password_is_shown_whatever_it_holds(template: str, sep: str) -> None:
+    for digits in ("", "12"):  # a password starting with digits reads as a port
+        shown = mask_url(template.format(pw=digits + sep.join(_PIECES)))
+        assert not [p for p in (*_PIECES, "admin") if p in shown], shown
 
 
 def test_structured_values_arrive_typed() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,15 @@ def test_streams_errors_mark_what_the_image_side_defines() -> None:
         assert line
     for name in _classes(errors):
         assert not re.search(rf"\b{name} \*", errors.__doc__ or "")
+
+
+ABSTRACT = {"internal_error", "invalid_input", "limit_exceeded"}
+"""Codes of classes only ever raised through a subclass (or, internal_error, a bug)."""
+
+
+def test_the_readme_error_table_lists_every_code_with_its_retryable() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("### Error codes", 1)[1].split("\n### ", 1)[0]
+    rows = {m[1]: m[2] == "yes" for m in re.finditer(r"^\| `(\w+)` \| (yes|no) \|", table, re.M)}
+    codes = {cls.code: cls.retryable for cls in TREE.values() if cls.code not in ABSTRACT}
+    assert rows == codes

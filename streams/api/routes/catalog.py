@@ -11,7 +11,7 @@ from streams.api.problems import openapi_responses
 from streams.api.schemas import Models, Operations
 from streams.api.state import State
 
-router = APIRouter(tags=["service"], responses=openapi_responses(401, 429))
+router = APIRouter(tags=["service"], responses=openapi_responses(401, 429, 503))
 
 
 @router.get("/v1/operations", response_model=Operations)

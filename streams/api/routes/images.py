@@ -5,9 +5,14 @@ Thin: bound and parse the request (``streams.api.bodies``), call the image logic
 
 ``POST /v1/images`` has two variants chosen by ``Content-Type``: JSON creates an image
 and answers 201 with a presigned PUT URL (processing starts with ``/start``); multipart
-or a raw body carries the bytes and answers 202 (processing has started). Its body is
-read here, not by FastAPI, so that it is bounded before it is parsed; its OpenAPI body is
-written from the same models (``CREATE_BODY``).
+or a raw body (``image/…``) carries the bytes and answers 202 (processing has started),
+or 415 for bytes that are not an image darkroom reads. Its body is read here, not by
+FastAPI, so that it is bounded before it is parsed; its OpenAPI body is written from the
+same models (``CREATE_BODY``).
+
+Links in answers (``status_url``, ``start_url``, ``Location``) are paths under
+``DARKROOM_API_PUBLIC_URL``, or relative ones without it: never built from the request's
+``Host``, which the client chooses.
 """
 
 from __future__ import annotations
@@ -40,11 +45,12 @@ from streams.api.schemas import (
 from streams.api.state import ApiState, State
 from streams.wire import pipeline as pipelines
 
-router = APIRouter(tags=["images"])
+router = APIRouter(tags=["images"], responses=openapi_responses(401, 429, 503))
 
 REQUEST_MODELS = (CreateImage, Reprocess)
 """The bodies read here rather than by FastAPI: the app puts their schemas into the document."""
 _BINARY = {"type": "string", "format": "binary"}
+_IMAGE = "image/*"
 CREATE_BODY: dict[str, Any] = {
     "required": True,
     "content": {
@@ -60,9 +66,10 @@ CREATE_BODY: dict[str, Any] = {
                 "type": "object",
                 "required": ["file"],
                 "properties": {"file": _BINARY, **form_fields(UploadFields)},
-            }
+            },
+            "encoding": {"file": {"contentType": _IMAGE}},
         },
-        "application/octet-stream": {"schema": _BINARY},
+        _IMAGE: {"schema": _BINARY},
     },
 }
 """JSON, multipart or a raw body: the direct upload's text fields are ``UploadFields``, as in the query string."""
@@ -74,7 +81,7 @@ CREATE_BODY: dict[str, Any] = {
     responses={
         201: {"model": ImageCreated, "description": "Created: PUT the bytes to upload_url, then POST start_url"},
         202: {"model": ImageAccepted, "description": "Accepted (direct upload): processing has started"},
-        **openapi_responses(400, 401, 409, 413, 415, 422, 429),
+        **openapi_responses(400, 409, 413, 415, 422),
     },
     openapi_extra={"requestBody": CREATE_BODY},
 )
@@ -84,10 +91,11 @@ async def create_image(
     """Create an image: JSON → a presigned upload (201); multipart (`file`) or a raw body → direct (202).
 
     For a raw body, `pipeline`/`preset`/`callback_url`/`filename` come from the query string;
-    for JSON and multipart, from the body.
+    for JSON and multipart, from the body. The image's bytes and their Content-Type (the
+    file part's, or the request's) must be an image darkroom reads: 415 otherwise.
     """
     given = query.model_dump(exclude_none=True)
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media = bodies.media_type(request.headers.get("content-type"))
     idempotency_key(request)  # checked before the body is read
     if media == "application/json" or media.endswith("+json"):
         doc = bodies.parsed(await bodies.read(request, MAX_JSON_BYTES))
@@ -104,31 +112,29 @@ async def create_image(
                 "upload_url": row["upload_url"],
                 "upload_method": "PUT",
                 "upload_expires_at": iso(row["upload_expires_at"]),
-                **_links(request, row["id"]),
+                **_links(state, row["id"]),
             }
             return 201, body
 
         digest = request_hash("create", fields.model_dump(mode="json"))
         return await once(request, state.idempotency, tenant, digest, create)
-    if not media:
-        raise ApiProblem(
-            "unsupported_media_type", "send Content-Type: application/json, multipart/form-data or the image's"
-        )
     max_file = state.settings.max_file_bytes
     if media == "multipart/form-data":
         form = await bodies.multipart(request, max_file)
-        data, ctype = form.data, form.content_type
+        data, ctype = form.data, bodies.image_type(form.content_type, "the file part's Content-Type")
         named = form.filename is not None and "filename" not in form.fields and "filename" not in given
         fields = _fields(given, {**form.fields, "filename": form.filename} if named else form.fields)
     else:
-        data, ctype = await bodies.read(request, max_file), media
+        ctype = bodies.image_type(media, "Content-Type (application/json, multipart/form-data or the image's)")
+        data = await bodies.read(request, max_file)
         fields = _fields(given, {})
     if not data:
         raise EmptyInput("the image is zero bytes")
+    await run_in_threadpool(bodies.image, data, state.settings.limits)
     order = await _order(state, fields)
 
     def direct(image_id: str) -> tuple[int, dict[str, Any]]:
-        return _accepted(request, state, state.images.submit(tenant, order, image_id, data, fields.filename, ctype))
+        return _accepted(state, state.images.submit(tenant, order, image_id, data, fields.filename, ctype))
 
     digest = request_hash("direct", fields.model_dump(mode="json"), data)
     return await once(request, state.idempotency, tenant, digest, direct)
@@ -138,7 +144,7 @@ async def create_image(
     "/v1/images/{image_id}",
     name="get_image",
     response_model=Image,
-    responses=openapi_responses(401, 404, 422, 429),
+    responses=openapi_responses(404),
 )
 def get_image(image_id: str, tenant: Tenant, state: State) -> dict[str, Any]:
     """Status, outputs with download URLs (1 h), per-step timings, the error code."""
@@ -150,11 +156,11 @@ def get_image(image_id: str, tenant: Tenant, state: State) -> dict[str, Any]:
     name="start_image",
     status_code=202,
     response_model=ImageAccepted,
-    responses=openapi_responses(401, 404, 409, 413, 422, 429),
+    responses=openapi_responses(404, 409, 413, 422),
 )
-def start_image(image_id: str, tenant: Tenant, state: State, request: Request) -> JSONResponse:
+def start_image(image_id: str, tenant: Tenant, state: State) -> JSONResponse:
     """Start processing once the upload has landed (again: nothing new happens)."""
-    return answer(*_accepted(request, state, state.images.start(tenant, image_id)))
+    return answer(*_accepted(state, state.images.start(tenant, image_id)))
 
 
 @router.get(
@@ -163,7 +169,7 @@ def start_image(image_id: str, tenant: Tenant, state: State, request: Request) -
     response_class=RedirectResponse,
     responses={
         307: {"description": "To the object (a presigned URL, valid 1 h)"},
-        **openapi_responses(401, 404, 422, 429),
+        **openapi_responses(404),
     },
 )
 def get_output(image_id: str, name: str, tenant: Tenant, state: State) -> RedirectResponse:
@@ -175,7 +181,7 @@ def get_output(image_id: str, name: str, tenant: Tenant, state: State) -> Redire
     "/v1/images/{image_id}/reprocess",
     status_code=202,
     response_model=ImageAccepted,
-    responses=openapi_responses(400, 401, 404, 409, 413, 422, 429),
+    responses=openapi_responses(400, 404, 409, 413, 422),
     openapi_extra={"requestBody": {"required": False, "content": {"application/json": {"schema": ref(Reprocess)}}}},
 )
 async def reprocess_image(image_id: str, tenant: Tenant, state: State, request: Request) -> JSONResponse:
@@ -187,7 +193,7 @@ async def reprocess_image(image_id: str, tenant: Tenant, state: State, request: 
     def run(replay_id: str) -> tuple[int, dict[str, Any]]:
         steps = _steps(options.pipeline)
         row = state.images.reprocess(tenant, image_id, steps, options.force, f"api-{replay_id[:12]}")
-        return _accepted(request, state, row)
+        return _accepted(state, row)
 
     return await once(request, state.idempotency, tenant, digest, run)
 
@@ -209,18 +215,20 @@ def _steps(pipeline: Pipeline) -> str | list[pipelines.Step] | None:
     return pipeline if pipeline is None or isinstance(pipeline, str) else [s.model_dump() for s in pipeline]
 
 
-def _links(request: Request, image_id: str) -> dict[str, str]:
+def _links(state: ApiState, image_id: str) -> dict[str, str]:
+    """The image's routes under ``DARKROOM_API_PUBLIC_URL`` (relative paths where it is empty)."""
+    base = state.settings.api_public_url.rstrip("/")
     return {
-        "status_url": str(request.url_for("get_image", image_id=image_id)),
-        "start_url": str(request.url_for("start_image", image_id=image_id)),
+        "status_url": base + router.url_path_for("get_image", image_id=image_id),
+        "start_url": base + router.url_path_for("start_image", image_id=image_id),
     }
 
 
-def _accepted(request: Request, state: ApiState, row: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def _accepted(state: ApiState, row: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     body = {
         "id": row["id"],
         "status": state.images.view(row["tenant"], row["id"])["status"],
         "upload_event_id": row["upload_event_id"],
-        "status_url": _links(request, row["id"])["status_url"],
+        "status_url": _links(state, row["id"])["status_url"],
     }
     return 202, body

@@ -7,6 +7,7 @@ on topics and a SQLite result store of its own.
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 import uuid
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from PIL import Image
 
 from streams.api import keys
 from streams.api.app import create_app
@@ -27,6 +29,14 @@ from streams.runtime.topics import ensure_topics
 from streams.sinks.database import Database
 from streams.sinks.results import results_spec
 from streams.wire.events import Serdes
+
+
+def tiny_png(size: int = 0) -> bytes:
+    """A 1×1 PNG, padded with zeros to ``size`` bytes: what a direct upload takes (the API
+    reads an image's header alone) where the bytes are not the point, in any size."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, "PNG")
+    return buffer.getvalue().ljust(size, b"\0")
 
 
 @dataclass
@@ -124,6 +134,18 @@ def open_api(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
     that need no processing (what the routes and the bounds answer)."""
     settings = _settings(
         stack_settings, tmp_path_factory.mktemp("open-api"), max_file_bytes=1024, api_rate_per_minute=0
+    )
+    yield from running(settings)
+
+
+@pytest.fixture(scope="module")
+def public_api(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """An API without workers whose links are under a public base URL (``DARKROOM_API_PUBLIC_URL``)."""
+    settings = _settings(
+        stack_settings,
+        tmp_path_factory.mktemp("public-api"),
+        api_public_url="https://images.example.com/darkroom/",
+        api_rate_per_minute=0,
     )
     yield from running(settings)
 

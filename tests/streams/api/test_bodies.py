@@ -92,7 +92,7 @@ def test_a_multipart_body_gives_its_file_and_text_fields() -> None:
         "p.jpg",
     )
     text = asyncio.run(bodies.multipart(_multipart(data={"file": "bytes", "preset": "web"}), 10))
-    assert (text.data, text.content_type, text.filename) == (b"bytes", "application/octet-stream", None)
+    assert (text.data, text.content_type, text.filename) == (b"bytes", None, None)
 
 
 def test_a_multipart_body_is_refused_over_its_bounds() -> None:

@@ -37,7 +37,7 @@ def test_apikeys_are_shown_once_listed_without_the_secret_and_revoked(tmp_path: 
     assert_one_line_error(
         darkroom("apikeys", "revoke", key["id"], "--tenant", "other", env=env), "invalid_parameters", 2
     )
-    revoked = darkroom("apikeys", "revoke", key["id"], "--tenant", "acme", env=env)
+    revoked = darkroom("apikeys", "revoke", "--tenant", "acme", key["id"], env=env)  # the README's order
     assert revoked.returncode == 0 and key["id"] in revoked.stdout
     assert "revoked" in darkroom("apikeys", "list", env=env).stdout
     assert_one_line_error(darkroom("apikeys", "create", env=env), "invalid_parameters", 2)

@@ -14,7 +14,7 @@ import pytest
 
 from streams.api.limits import MAX_FILENAME, MAX_FORM_FIELDS, MAX_JSON_BYTES, MAX_NAME, MAX_TEXT, MAX_VALUE
 from streams.wire.pipeline import MAX_STEPS
-from tests.streams.api.conftest import Server
+from tests.streams.api.conftest import Server, tiny_png
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +48,8 @@ def _send(http: httpx.Client, how: str, fields: dict[str, str]) -> httpx.Respons
     if how == "json":
         return http.post("/v1/images", json=fields)
     if how == "query":
-        return http.post("/v1/images", params=fields, content=b"bytes", headers={"Content-Type": "image/jpeg"})
-    return http.post("/v1/images", files={"file": ("p.jpg", b"bytes")}, data=fields)
+        return http.post("/v1/images", params=fields, content=tiny_png(), headers={"Content-Type": "image/png"})
+    return http.post("/v1/images", files={"file": ("p.png", tiny_png())}, data=fields)
 
 
 def _refused_for(response: httpx.Response, field: str) -> bool:
@@ -103,12 +103,12 @@ def test_bodies_are_bounded_by_their_bytes_and_multipart_by_its_fields(open_api:
     json_type = {"Content-Type": "application/json"}
     assert http.post("/v1/images", content=preset.ljust(MAX_JSON_BYTES), headers=json_type).status_code == 201
     assert http.post("/v1/images", content=preset.ljust(MAX_JSON_BYTES + 1), headers=json_type).status_code == 413
-    image = {"Content-Type": "image/jpeg"}
-    assert http.post("/v1/images?preset=web", content=b"x" * max_file, headers=image).status_code == 202
-    assert http.post("/v1/images?preset=web", content=b"x" * (max_file + 1), headers=image).status_code == 413
+    image = {"Content-Type": "image/png"}
+    assert http.post("/v1/images?preset=web", content=tiny_png(max_file), headers=image).status_code == 202
+    assert http.post("/v1/images?preset=web", content=tiny_png(max_file + 1), headers=image).status_code == 413
     for size, status in ((max_file, 202), (max_file + 1, 413)):
-        sent = http.post("/v1/images", files={"file": ("p.jpg", b"x" * size)}, data={"preset": "web"})
+        sent = http.post("/v1/images", files={"file": ("p.png", tiny_png(size))}, data={"preset": "web"})
         assert sent.status_code == status, sent.text
     fields = {"preset": "web", **{f"x{i}": "1" for i in range(MAX_FORM_FIELDS)}}
-    too_many = http.post("/v1/images", files={"file": ("p.jpg", b"x")}, data=fields)
+    too_many = http.post("/v1/images", files={"file": ("p.png", tiny_png())}, data=fields)
     assert too_many.status_code == 400 and too_many.json()["code"] == "invalid_request"

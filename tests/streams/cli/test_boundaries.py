@@ -44,6 +44,25 @@ def test_subscribe_refuses_bad_targets_and_issues_no_secret(tmp_path: Path, url:
         assert conn.execute("SELECT COUNT(*) FROM webhook_subscriptions").fetchone() == (0,)
 
 
+@pytest.mark.parametrize("tenant", ["acme corp", "../acme", "-acme", "t" * 65])
+def test_subscribe_refuses_a_bad_tenant_and_issues_no_secret(tmp_path: Path, tenant: str) -> None:
+    result = darkroom(
+        "webhooks", "subscribe", f"--tenant={tenant}", "--url", "https://example.com/h", env=_home_env(tmp_path)
+    )
+    assert_one_line_error(result, "invalid_tenant", 2)
+    assert "whsec_" not in result.stdout + result.stderr
+    with sqlite3.connect(tmp_path / "home" / "results.sqlite3") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM webhook_subscriptions").fetchone() == (0,)
+
+
+def test_submit_refuses_a_bad_tenant_before_touching_storage(tmp_path: Path) -> None:
+    """No stack runs here: the tenant is refused before anything is stored or sent."""
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(b"\xff\xd8 not checked before the tenant")
+    result = darkroom("submit", str(photo), "--pipeline", "thumbnail", "--tenant", "acme corp", env=_home_env(tmp_path))
+    assert_one_line_error(result, "invalid_tenant", 2)
+
+
 def test_subscribe_accepts_an_allow_listed_private_target(tmp_path: Path) -> None:
     env = _home_env(tmp_path, DARKROOM_WEBHOOK_ALLOW_NETWORKS="127.0.0.0/8")
     result = darkroom("webhooks", "subscribe", "--tenant", "acme", "--url", "http://127.0.0.1:9/h", "--json", env=env)

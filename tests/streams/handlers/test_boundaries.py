@@ -1,4 +1,5 @@
-"""What an upload may name: allowed buckets, valid image ids, admissible callbacks.
+"""What an upload may name: allowed buckets, valid image ids, object keys and tenants,
+admissible callbacks, and, for an image the HTTP API created, its own tenant and upload.
 
 Raw events are produced the way any producer could (bypassing ``Client``, which refuses
 the same things locally), through a real broker to real ingest and thumbnail workers.
@@ -6,10 +7,13 @@ the same things locally), through a real broker to real ingest and thumbnail wor
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from minio import Minio
 
@@ -20,10 +24,10 @@ from streams.errors import BucketNotAllowed, InvalidImageId, InvalidWebhookUrl, 
 from streams.handlers.steps import worker_specs
 from streams.runtime.storage import ObjectStore
 from streams.runtime.supervisor import Supervisor
-from streams.runtime.topics import FAILED, UPLOADED, step_topic
+from streams.runtime.topics import COMPLETED, FAILED, UPLOADED, step_topic
 from streams.wire import events
 from streams.wire.events import Serdes
-from tests.helpers import decode_all, produce, read_topic
+from tests.helpers import decode_all, final_image, produce, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -172,3 +176,72 @@ def test_ids_in_the_documented_set_pass(image_id: str) -> None:
 def test_ids_outside_it_fail(image_id: str) -> None:
     with pytest.raises(InvalidImageId):
         events.check_source({"image_id": image_id, "bucket": "b"}, {"b"})
+
+
+def test_uploads_naming_keys_or_tenants_darkroom_must_not_use_fail_and_the_partition_moves_on(
+    settings: Settings, store: ObjectStore, workers: Supervisor
+) -> None:
+    """Before, ``uploads/x\\..\\y.png`` or a NUL in a key made the store answer ``InvalidRequest``,
+    read as an outage: the thumbnail worker paused its partitions for up to a day, and the
+    next upload of the same image waited behind it."""
+    serdes = Serdes(settings)
+    good_key = "uploads/same/photo.jpg"
+    store.put(settings.bucket, good_key, photo_jpeg(320, 240, seed=4), content_type="image/jpeg")
+    bad = {
+        "backslash_dot_dot": _upload(settings, "same", settings.bucket, "uploads/x\\..\\y.png"),
+        "nul": _upload(settings, "same", settings.bucket, "uploads/x\x00y.png"),
+        "dot_dot": _upload(settings, "same", settings.bucket, "uploads/../same/photo.jpg"),
+        "too_long": _upload(settings, "same", settings.bucket, "uploads/" + "k" * 1020),
+        "tenant": _upload(settings, "same", settings.bucket, good_key, tenant="acme corp"),
+    }
+    good = _upload(settings, "same", settings.bucket, good_key, tenant="acme")
+    topic = settings.topic(UPLOADED)
+    for event in [*bad.values(), good]:  # one image, so one partition in every topic, in this order
+        produce(settings, UPLOADED, "same", serdes.upload.encode(event, topic))
+
+    (done,) = decode_all(read_topic(settings, settings.topic(COMPLETED), expect=1, timeout_s=90), serdes.completed)
+    assert done["upload_event_id"] == good["event_id"] and done["tenant"] == "acme"
+    failures = decode_all(read_topic(settings, settings.topic(FAILED), expect=len(bad), idle_s=1.0), serdes.failed)
+    by_event = {f["upload_event_id"]: (f["error_code"], f["retryable"], f["failed_step"]) for f in failures}
+    expected = {name: ("invalid_object_key", False, None) for name in bad} | {"tenant": ("invalid_tenant", False, None)}
+    assert {name: by_event[event["event_id"]] for name, event in bad.items()} == expected
+    requests = decode_all(read_topic(settings, settings.topic(step_topic("thumbnail")), idle_s=1.0), serdes.step)
+    assert [r["upload_event_id"] for r in requests] == [good["event_id"]]  # nothing bad reached a step
+
+
+def test_a_forged_upload_cannot_make_one_tenants_image_of_anothers_upload(settings: Settings, tmp_path: Path) -> None:
+    """The attack: tenant B creates an image over the API and never uploads; an upload event on
+    Kafka names B's image, ``tenant: B`` and tenant A's upload. Before, it completed, and B
+    downloaded a thumbnail of A's picture; now the image fails with ``upload_mismatch`` and
+    nothing is made of A's object for B. B's own upload still works afterwards."""
+    from tests.streams.api.conftest import with_workers
+
+    serdes = Serdes(settings)
+    api_settings = settings.replace(database_url=f"sqlite:///{tmp_path / 'results.sqlite3'}")
+    pipeline = "thumbnail:sizes=64"
+    with contextlib.contextmanager(with_workers)(api_settings) as api:
+        a_http = httpx.Client(base_url=api.url, headers=api.auth(api.token), timeout=30)
+        b_http = httpx.Client(base_url=api.url, headers=api.auth(api.other_token), timeout=30)
+        a = a_http.post("/v1/images", json={"pipeline": pipeline, "filename": "a.jpg"}).json()
+        assert httpx.put(a["upload_url"], content=photo_jpeg(320, 240, seed=5)).status_code == 200
+        assert a_http.post(a["start_url"]).status_code == 202
+        assert final_image(a_http, a["status_url"])["outputs"][0]["height"] == 48  # A's picture is 4:3
+        b = b_http.post("/v1/images", json={"pipeline": pipeline, "filename": "b.jpg"}).json()
+
+        forged = _upload(api_settings, b["id"], settings.bucket, events.upload_key(a["id"], "a.jpg"), tenant="globex")
+        topic = api_settings.topic(UPLOADED)
+        produce(api_settings, UPLOADED, b["id"], serdes.upload.encode(forged, topic))
+        refused = final_image(b_http, b["status_url"])
+        assert refused["status"] == "failed" and refused["outputs"] == []
+        assert refused["error"]["code"] == "upload_mismatch" and a["id"] not in refused["error"]["message"]
+        assert not [
+            k for k in _objects(settings, settings.bucket) if k.startswith(f"{settings.output_prefix}/{b['id']}/")
+        ]
+
+        assert httpx.put(b["upload_url"], content=photo_jpeg(200, 200, seed=6)).status_code == 200
+        started = b_http.post(b["start_url"])
+        assert started.status_code == 202
+        own = final_image(b_http, b["status_url"], started.json()["upload_event_id"])
+        assert own["status"] == "completed" and own["outputs"][0]["height"] == 64  # B's own square picture
+        a_http.close()
+        b_http.close()

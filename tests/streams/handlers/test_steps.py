@@ -17,7 +17,7 @@ from streams.dev.samples import photo_jpeg
 from streams.errors import StorageUnavailable
 from streams.handlers.steps import MANIFEST, Ingest, OperationStep
 from streams.wire import pipeline
-from streams.wire.events import Serdes, StepRequest, step_request, upload_event
+from streams.wire.events import Serdes, StepRequest, UploadEvent, api_order_key, step_request, upload_event
 from tests.fakes import MemoryStore
 
 LOG = structlog.get_logger("test")
@@ -101,7 +101,7 @@ def test_an_object_with_other_bytes_under_an_output_key_is_kept_and_described(se
 
 
 def test_ingest_hands_a_valid_upload_to_its_first_operation_and_fails_a_bad_one(settings: Settings) -> None:
-    ingest = Ingest(settings, Serdes(settings))
+    ingest = Ingest(settings, Serdes(settings), MemoryStore())
     upload = upload_event(
         event_id="e2",
         image_id="i2",
@@ -116,3 +116,87 @@ def test_ingest_hands_a_valid_upload_to_its_first_operation_and_fails_a_bad_one(
     (refused,) = ingest({**upload, "bucket": "elsewhere"}, LOG)
     assert record.key == refused.key == "i2"
     assert _decoded(settings, refused)["error_code"] == "bucket_not_allowed"
+
+
+def _upload(**fields: Any) -> UploadEvent:
+    given: dict[str, Any] = {
+        "event_id": "e3",
+        "image_id": "i3",
+        "bucket": BUCKET,
+        "key": "uploads/i3/p.jpg",
+        "tenant": "acme",
+        "submitted_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "pipeline": pipeline.parse_spec("thumbnail"),
+        **fields,
+    }
+    return upload_event(**given)
+
+
+def _api_order(store: MemoryStore, settings: Settings, image_id: str, tenant: str, key: str) -> None:
+    """The order the HTTP API writes beside an image it creates (``Images.create``)."""
+    order = {"image_id": image_id, "tenant": tenant, "key": key, "pipeline": [], "callback_url": None}
+    store.put(settings.bucket, api_order_key(settings.output_prefix, image_id), json.dumps(order).encode())
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"key": "uploads/x\\..\\y.png"}, "invalid_object_key"),
+        ({"key": "uploads/x\x00y.png"}, "invalid_object_key"),
+        ({"key": "uploads/../i3/p.jpg"}, "invalid_object_key"),
+        ({"key": ""}, "invalid_object_key"),
+        ({"key": "k" * 1025}, "invalid_object_key"),
+        ({"tenant": "a b"}, "invalid_tenant"),
+        ({"tenant": "../acme"}, "invalid_tenant"),
+    ],
+)
+def test_ingest_fails_keys_and_tenants_it_must_not_use_before_any_read(
+    settings: Settings, fields: dict[str, Any], code: str
+) -> None:
+    store = MemoryStore()
+    (refused,) = Ingest(settings, Serdes(settings), store)(_upload(**fields), LOG)
+    failure = _decoded(settings, refused)
+    assert refused.topic == settings.topic("images.failed")
+    assert (failure["error_code"], failure["retryable"]) == (code, False)
+    assert store.calls == []  # refused before anything was read
+
+
+def test_an_upload_of_an_image_the_api_created_must_carry_its_tenant_and_key(settings: Settings) -> None:
+    store = MemoryStore()
+    _api_order(store, settings, "i3", "acme", "uploads/i3/p.jpg")
+    ingest = Ingest(settings, Serdes(settings), store)
+    (started,) = ingest(_upload(), LOG)
+    assert started.topic == settings.topic("images.step.thumbnail")
+    for forged in (
+        _upload(key="uploads/other/theirs.jpg"),
+        _upload(tenant="mallory"),
+        _upload(tenant=None),
+        _upload(bucket="other-allowed"),
+    ):
+        allowed = settings.replace(allowed_buckets=f"{BUCKET},other-allowed")
+        (refused,) = Ingest(allowed, Serdes(allowed), store)(forged, LOG)
+        failure = _decoded(settings, refused)
+        assert (failure["error_code"], failure["retryable"]) == ("upload_mismatch", False)
+        assert "uploads/i3" not in failure["message"] and "acme" not in failure["message"]  # nothing of the order
+    never_created = _upload(image_id="i4", key="uploads/i3/p.jpg", tenant="mallory")  # not the API's: unaffected
+    (record,) = ingest(never_created, LOG)
+    assert record.topic == settings.topic("images.step.thumbnail")
+
+
+def test_the_order_is_read_with_the_storage_retry_and_an_outage_pauses_ingest(settings: Settings) -> None:
+    store = MemoryStore(down=True)
+    with pytest.raises(StorageUnavailable):  # raised to the loop, which pauses: the upload is not failed
+        Ingest(settings.replace(storage_attempts=3, storage_backoff_s=0.0), Serdes(settings), store)(_upload(), LOG)
+    assert store.calls == [("get", api_order_key(settings.output_prefix, "i3"))] * 3
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["uploads/x\\..\\y.png", "uploads/i1/\x00.jpg", "derived/i1/../../uploads/i2/p.jpg", "uploads/i1/\x7f"],
+)
+def test_a_forged_step_request_naming_a_bad_key_fails_before_any_read(settings: Settings, key: str) -> None:
+    store = MemoryStore()
+    (record,) = _step(settings, store)(_request("thumbnail:sizes=32", key=key), LOG)
+    failed = _decoded(settings, record)
+    assert (failed["error_code"], failed["failed_step"]) == ("invalid_object_key", "thumbnail")
+    assert store.calls == []

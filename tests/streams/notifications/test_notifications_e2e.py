@@ -142,3 +142,26 @@ def test_notifications_become_one_result_per_object_version(
     assert dead.headers["darkroom-error-code"] == b"undecodable_event"
     assert dead.headers["darkroom-source-topic"] == s.notifications_topic.encode()
     client.close()
+
+
+def test_a_notification_naming_a_key_darkroom_does_not_read_is_dead_lettered_and_the_next_one_runs(
+    notified: Settings, store: ObjectStore, workers: Supervisor
+) -> None:
+    """Before, ``uploads/x\\..\\y/photo.png`` made the store answer ``InvalidRequest`` to the
+    read of the API's order beside it: read as an outage, it stalled the notifications
+    worker and every notification behind it on the partition."""
+    s = notified
+    good_key = "incoming/after.jpg"
+    good = notification(s.bucket, good_key, etag=_put(store, s, good_key, seed=7))
+    bad = [notification(s.bucket, "uploads/x\\..\\y/photo.png"), notification(s.bucket, "incoming/x\x00y.png")]
+    # one record key, so one partition: the good notification waits behind the bad ones
+    deliver(make_producer(s), [Record(s.notifications_topic, "same", v) for v in [*bad, good]])
+    with Client(s, store) as client:
+        final = client.wait([_submission(good)], timeout_s=90)[_submission(good).image_id]
+    assert final.status == "completed"
+    dead = read_topic(s, s.topic(DEAD_LETTER), expect=2, idle_s=1.0)
+    assert [d.value for d in dead] == bad  # as they came, in order
+    assert {d.headers["darkroom-error-code"] for d in dead} == {b"invalid_object_key"}
+    assert b"backslash" in dead[0].headers["darkroom-error-message"]
+    uploads = decode_all(read_topic(s, s.topic(UPLOADED), expect=1, idle_s=1.0), Serdes(s).upload)
+    assert [u["key"] for u in uploads] == [good_key]  # nothing was made of the bad ones

@@ -83,6 +83,8 @@ def test_every_problem_of_every_rule_is_reported_at_once() -> None:
         {"bucket": "darkroom", "preset": "web", "callback_url": "http://127.0.0.1:8080/hook?token=s3cret"},
         {"bucket": "darkroom", "preset": "web", "callback_url": "ftp://hooks.example.com/"},
         {"bucket": "darkroom", "prefix": "derived/x/", "preset": "web"},
+        {"bucket": "darkroom", "preset": "web", "tenant": "acme corp"},
+        {"bucket": "darkroom", "preset": "web", "tenant": "../acme"},
     ]
     with pytest.raises(ConfigurationError) as caught:
         rules.load(_settings(json.dumps(meaningless)))
@@ -97,6 +99,8 @@ def test_every_problem_of_every_rule_is_reported_at_once() -> None:
         "rule 7: callback_url http://127.0.0.1:8080/hook?token=***: webhook_target_blocked",
         "rule 8: callback_url ftp://hooks.example.com/: invalid_webhook_url",
         "rule 9: prefix 'derived/x/' is under the output prefix 'derived/'",
+        "rule 10: tenant 'acme corp': invalid_tenant",
+        "rule 11: tenant '../acme': invalid_tenant",
     ]
     for part in expected:
         assert part in message, (part, message)

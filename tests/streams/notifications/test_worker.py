@@ -12,10 +12,12 @@ import structlog
 
 from processors.errors import ConfigurationError
 from streams.config import Settings, load_settings
-from streams.notifications import worker
+from streams.errors import InvalidObjectKey
+from streams.notifications import rules, worker
 from streams.runtime.topics import UPLOADED
 from streams.services import build_supervisor
 from streams.wire.events import IMAGE_ID, Serdes
+from tests.fakes import MemoryStore
 from tests.streams.notifications.samples import notification
 
 RULES = [
@@ -99,3 +101,31 @@ def test_the_worker_needs_a_topic_and_good_rules(tmp_path: Path) -> None:
     bad = _settings(tmp_path, notifications_topic="minio-events", notification_rules='[{"bucket": "x"}]')
     with pytest.raises(ConfigurationError, match="rule 1"):
         build_supervisor(bad, ["notifications"])
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["uploads/x\\..\\y/photo.png", "uploads/x\x00y.png", "incoming/../uploads/a/b.jpg", "incoming/" + "k" * 1017],
+)
+def test_a_notification_naming_a_key_darkroom_does_not_read_is_refused_before_any_read(
+    settings: Settings, key: str
+) -> None:
+    """The handler raises ``InvalidObjectKey``, which the loop dead-letters with its code (there
+    is no image yet to fail). Before, ``uploads/x\\..\\y/…`` made the store answer
+    ``InvalidRequest`` to the order's read, an outage that stalled the worker."""
+    store = MemoryStore()
+    handler = worker.Notifications(settings, rules.load(settings), Serdes(settings), store)
+    good = notification("darkroom", "uploads/a/b.jpg")
+    with pytest.raises(InvalidObjectKey) as info:
+        handler(worker.decode(_two(good, notification("darkroom", key)), "minio-events"), structlog.get_logger())
+    assert info.value.code == "invalid_object_key"
+    assert store.calls == []  # nothing read, not even for the good object of the same record
+    removed = notification("darkroom", key, event="s3:ObjectRemoved:Delete")  # no new content: nothing to refuse
+    assert handler(worker.decode(removed, "minio-events"), structlog.get_logger()) == []
+
+
+def _two(first: bytes, second: bytes) -> bytes:
+    """One notification record carrying the object events of two."""
+    record = json.loads(first)
+    record["Records"] += json.loads(second)["Records"]
+    return json.dumps(record).encode()

@@ -117,13 +117,28 @@ def test_the_pipeline_survives_the_store_and_the_broker_killed_outright(killable
             supervisor.stop.set()
             supervisor.join(60)
     missing = wanted - set(rows)
-    assert not missing, f"{len(missing)} of {len(wanted)} uploads never finished"
+    assert not missing, f"{len(missing)} of {len(wanted)} never finished\n" + _diagnosis(settings, logs, missing)
     assert {i: rows[i] for i in wanted} == {i: ["completed"] for i in wanted}
     groups = {"ingest": [UPLOADED], "thumbnail": [step_topic("thumbnail")], "results": [COMPLETED, FAILED]}
     for name, topics in groups.items():
         lag = committed_lag(settings, settings.topic(f"darkroom.{name}"), [settings.topic(t) for t in topics])
         assert lag == 0, f"{name} has lag {lag}"
     assert [e for e in logs if "exc_info" in e or e.get("log_level") == "critical"] == []
+
+
+def _diagnosis(settings: Settings, logs: list[dict[str, object]], missing: set[str]) -> str:
+    """What a failure needs to be understood: each group's lag now, the missing images' log
+    lines and every pause, resume and rebuild the workers logged."""
+    groups = {"ingest": [UPLOADED], "thumbnail": [step_topic("thumbnail")], "results": [COMPLETED, FAILED]}
+    lags = {
+        name: committed_lag(settings, settings.topic(f"darkroom.{name}"), [settings.topic(t) for t in topics])
+        for name, topics in groups.items()
+    }
+    telling = ("paused", "resumed", "stalled", "rebuild", "assign", "revoke", "lost")
+    lines = [
+        str(e) for e in logs if e.get("image_id") in missing or any(word in str(e.get("event", "")) for word in telling)
+    ]
+    return f"lag: {lags}\n" + "\n".join(lines[-80:])
 
 
 @pytest.mark.slow

@@ -7,14 +7,16 @@ from datetime import UTC, datetime
 
 import pytest
 import structlog
+import urllib3
+from minio.error import S3Error, ServerError
 
 from processors import get_operation
 from processors.errors import FileTooLarge
 from streams.config import Settings
-from streams.errors import ObjectMissing, StorageUnavailable
+from streams.errors import AccessRefused, ObjectMissing, StorageRequestRefused, StorageUnavailable
 from streams.handlers.steps import OperationStep
 from streams.runtime.retry import retry
-from streams.runtime.storage import ObjectStore
+from streams.runtime.storage import ObjectStore, _translated
 from streams.wire import events
 from streams.wire.events import Serdes
 from streams.wire.pipeline import parse_spec
@@ -107,3 +109,121 @@ def test_missing_objects_and_oversized_objects(settings: Settings, store: Object
 def test_a_name_the_sdk_rejects_is_a_missing_object(dead_store_settings: Settings) -> None:
     with pytest.raises(ObjectMissing, match="cannot exist"):
         ObjectStore(dead_store_settings).get("b", "key")
+
+
+def _answer(status: int, code: str | None) -> Exception:
+    """What the SDK raises for an answer of ``status``: an ``S3Error`` with the store's
+    code, or, for a bodiless answer (a HEAD), a ``ServerError`` with the status alone."""
+    response = urllib3.HTTPResponse(body=b"", status=status)
+    if code is None:
+        return ServerError(f"server failed with HTTP status code {status}", status)
+    return S3Error(response, code, "refused", "/b/k", "req-1", "host-1", "b", "k")
+
+
+def _translate(exc: Exception) -> Exception:
+    with pytest.raises(Exception) as info, _translated("b", "k"):
+        raise exc
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (400, "InvalidRequest"),  # SeaweedFS on a key with a backslash-dot-dot segment or a NUL
+        (400, "BadRequest"),  # the same key stat'ed (HEAD): the SDK names it
+        (400, "InvalidArgument"),
+        (400, "KeyTooLongError"),
+        (400, "InvalidObjectName"),
+        (400, "InvalidBucketName"),
+        (400, "EntityTooLarge"),
+        (405, "MethodNotAllowed"),
+        (409, "BucketNotEmpty"),
+        (411, "MissingContentLength"),
+        (416, "InvalidRange"),
+        (400, "SomethingNewTheStoreSays"),
+        (414, None),
+        (400, None),
+    ],
+)
+def test_a_request_the_store_refuses_for_what_it_names_fails_that_record(status: int, code: str | None) -> None:
+    error = _translate(_answer(status, code))
+    assert isinstance(error, StorageRequestRefused), error
+    assert (error.code, error.retryable) == ("storage_request_refused", False)
+    assert "s3://b/k" in error.message and (code or str(status)) in error.message
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (503, "SlowDown"),
+        (503, "ServiceUnavailable"),
+        (500, "InternalError"),
+        (502, "BadGateway"),
+        (501, "MethodNotAllowed"),  # the SDK's name for a bodiless 501: the server, not the record
+        (504, None),
+        (429, "TooManyRequests"),
+        (429, None),
+        (400, "RequestTimeout"),  # S3 says it with a 400
+        (408, None),
+        (400, "Throttling"),
+        (400, "ThrottlingException"),
+        (503, "RequestLimitExceeded"),
+        (409, "ConditionalRequestConflict"),  # a concurrent conditional write still in progress
+        (409, "OperationAborted"),
+        (304, None),
+        (301, "PermanentRedirect"),
+    ],
+)
+def test_only_what_waiting_can_cure_is_an_outage(status: int, code: str | None) -> None:
+    error = _translate(_answer(status, code))
+    assert isinstance(error, StorageUnavailable), error
+    assert error.retryable
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (404, "NoSuchKey", ObjectMissing),
+        (404, "NoSuchBucket", ObjectMissing),
+        (403, "AccessDenied", AccessRefused),
+        (403, "InvalidAccessKeyId", AccessRefused),
+        (403, "SignatureDoesNotMatch", AccessRefused),
+        (400, "ExpiredToken", AccessRefused),
+        (400, "AuthorizationHeaderMalformed", AccessRefused),  # a region the store does not serve
+        (403, "RequestTimeTooSkewed", AccessRefused),  # this machine's clock, not the record
+    ],
+)
+def test_missing_objects_and_refused_credentials_keep_their_own_errors(
+    status: int, code: str, expected: type[Exception]
+) -> None:
+    assert type(_translate(_answer(status, code))) is expected
+
+
+def test_a_refused_request_is_not_retried() -> None:
+    calls: list[int] = []
+
+    def refused() -> None:
+        calls.append(1)
+        raise StorageRequestRefused("s3://b/k: InvalidRequest")
+
+    with pytest.raises(StorageRequestRefused):
+        retry(refused, attempts=5, backoff_s=0.0, sleep=lambda _: None)
+    assert len(calls) == 1
+
+
+@pytest.mark.integration
+def test_keys_the_real_store_refuses_are_refused_requests_not_outages(settings: Settings, store: ObjectStore) -> None:
+    """SeaweedFS answers ``InvalidRequest`` (``BadRequest`` to a HEAD) for a key with a
+    backslash-dot-dot segment or a NUL, and ``KeyTooLongError`` to a PUT of a key over
+    1,024 bytes; before, each read as ``storage_unavailable`` and paused the worker for a day."""
+    for key in ("uploads/x\\..\\y.png", "uploads/x\x00y.png"):
+        with pytest.raises(StorageRequestRefused, match="InvalidRequest"):
+            store.get(settings.bucket, key)
+        with pytest.raises(StorageRequestRefused, match="BadRequest"):
+            store.stat(settings.bucket, key)
+        with pytest.raises(StorageRequestRefused, match="InvalidRequest"):
+            store.put(settings.bucket, key, b"x", if_absent=True)
+    with pytest.raises(StorageRequestRefused, match="KeyTooLongError"):
+        store.put(settings.bucket, "k" * 1100, b"x")
+    with pytest.raises(ObjectMissing):  # the store answers for the key it was asked about; nothing else changed
+        store.get(settings.bucket, "uploads/x/y.png")

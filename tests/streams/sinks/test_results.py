@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,15 @@ from typing import Any
 import pytest
 
 from streams.config import Settings
+from streams.errors import OutputOutsidePrefix, UndecodableEvent
+from streams.runtime.kafka import Record, deliver, make_producer
+from streams.runtime.supervisor import Supervisor
+from streams.runtime.topics import COMPLETED, DEAD_LETTER
 from streams.sinks.database import Database
-from streams.sinks.results import get_result, record_result
+from streams.sinks.outbox import enqueue
+from streams.sinks.results import get_result, record_result, results_spec, trusted
+from streams.wire.events import Serdes
+from tests.helpers import read_topic
 
 
 def completed_event(image_id: str, upload: str, submitted: datetime, key: str = "derived/x/a.jpg") -> dict[str, Any]:
@@ -174,3 +182,91 @@ def test_webhooks_are_queued_only_when_the_stored_state_changed(db: Database) ->
     assert _write(db, ("completed", newer)) == []  # a redelivery
     row = get_result(db, "img")
     assert row is not None and row["upload_event_id"] == "u2"
+
+
+OWN = "derived/img-b/00-thumbnail-0123456789abcdef/thumb-256.webp"
+"""An output of image ``img-b`` as its step names it."""
+
+
+@pytest.mark.parametrize(
+    ("bucket", "key"),
+    [
+        ("darkroom", "uploads/img-a/photo.jpg"),  # another tenant's upload
+        ("darkroom-broker-log", "clusters/tansu/topics/images.uploaded/0/0"),  # the broker's own log
+        ("elsewhere", OWN),  # the image's key, in a bucket not allowed
+        ("darkroom", "derived/img-a/00-thumbnail-0123456789abcdef/thumb-256.webp"),  # another image's output
+        ("darkroom", "derived/img-b/00-thumbnail-0123456789abcdef/../../img-a/00-t-0123456789abcdef/x.webp"),
+        ("darkroom", "derived/img-b/../api-orders/img-a.json"),
+        ("darkroom", "derived/api-orders/img-a.json"),
+        ("darkroom", "derived/img-bb/00-thumbnail-0123456789abcdef/thumb-256.webp"),
+    ],
+)
+def test_final_events_naming_outputs_outside_their_images_prefix_are_refused(bucket: str, key: str) -> None:
+    settings = Settings(home=Path("/nonexistent"))
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    good = completed_event("img-b", "u1", t, key=OWN)
+    assert trusted(settings, good) == good
+    forged = completed_event("img-b", "u1", t, key=key)
+    forged["outputs"] = [*good["outputs"], {**forged["outputs"][0], "bucket": bucket}]
+    failed = {**failed_event("img-b", "u1", t), "outputs": forged["outputs"]}  # a failure lists the outputs made
+    for event in (forged, failed):
+        with pytest.raises(OutputOutsidePrefix) as info:
+            trusted(settings, event)
+        assert (info.value.code, info.value.retryable) == ("output_outside_prefix", False)
+        assert isinstance(info.value, UndecodableEvent)  # what the loop dead-letters at once
+        assert bucket in info.value.message
+
+
+@pytest.mark.integration
+def test_a_forged_completion_is_dead_lettered_at_once_and_changes_nothing(settings: Settings, tmp_path: Path) -> None:
+    """Through the broker to a running result writer: a completion for image B naming
+    tenant A's upload and the broker's log. Before, it replaced B's result (and the API
+    presigned those objects for B); now it is dead-lettered with the reason, without the
+    retries a sink that raises gets, and the records after it are written."""
+    settings = settings.replace(
+        database_url=f"sqlite:///{tmp_path / 'results.sqlite3'}",
+        poison_attempts=3,
+        retry_backoff_s=60.0,  # a retried record would wait at least 30 s before its dead letter
+        retry_max_backoff_s=60.0,
+    )
+    serdes, topic = Serdes(settings), settings.topic(COMPLETED)
+    db = Database(settings)
+    db.migrate()
+    t = datetime.now(UTC)
+    hook = {"callback_url": "https://hooks.example.com/b"}
+    first = {**completed_event("img-b", "u1", t, key=OWN), **hook}
+    forged = {**completed_event("img-b", "u2", t + timedelta(seconds=1), key="uploads/img-a/photo.jpg"), **hook}
+    forged["outputs"].append(
+        {**forged["outputs"][0], "bucket": "darkroom-broker-log", "key": "clusters/tansu/topics/x/0/0"}
+    )
+    after = {**completed_event("img-c", "u3", t, key=OWN.replace("img-b", "img-c")), **hook}
+    records = [Record(topic, "img-b", serdes.completed.encode(e, topic)) for e in (first, forged, after)]
+    writer = Supervisor(settings, [results_spec(settings, serdes, db, enqueue)])
+    writer.start()
+    try:
+        deliver(make_producer(settings), records[:1])  # one record key, so one partition, in this order
+        stored = _when_stored(db, "img-b")
+        started = time.monotonic()
+        deliver(make_producer(settings), records[1:])
+        (dead,) = read_topic(settings, settings.topic(DEAD_LETTER), expect=1, timeout_s=25, idle_s=0.5)
+        assert time.monotonic() - started < 25  # at once: no retries first
+        _when_stored(db, "img-c")  # the partition moved on
+    finally:
+        writer.stop.set()
+        writer.join(30)
+    assert dead.headers["darkroom-error-code"] == b"output_outside_prefix"
+    assert b"uploads/img-a/photo.jpg" in dead.headers["darkroom-error-message"]
+    assert dead.value == records[1].value  # the record as it came
+    assert get_result(db, "img-b") == stored  # unchanged
+    with db.transaction() as tx:
+        queued = tx.query("SELECT webhook_id FROM webhook_deliveries WHERE image_id = ?", ("img-b",))
+    assert [row["webhook_id"] for row in queued] == ["done-u1"]  # no webhook for the forgery
+    db.close()
+
+
+def _when_stored(db: Database, image_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while (row := get_result(db, image_id)) is None:
+        assert time.monotonic() < deadline, f"no result for {image_id}"
+        time.sleep(0.2)
+    return row

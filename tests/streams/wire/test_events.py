@@ -14,6 +14,7 @@ import pytest
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from processors.errors import ProcessingFailed
+from streams.errors import InvalidObjectKey, InvalidTenant, ObjectMissing
 from streams.wire import events
 from streams.wire.events import (
     ImageCompleted,
@@ -215,3 +216,101 @@ def test_upload_keys(filename: str | None, name: str) -> None:
     assert upload_key("img-1", filename) == f"uploads/img-1/{name}"
     assert safe_filename(name) == name  # sanitizing a sanitized name changes nothing
     assert len(name) <= events.MAX_FILENAME and not name.startswith(".")
+    events.check_key(upload_key("img-1", filename))  # every upload key is one workers read
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "uploads/img-1/photo.jpg",
+        "incoming/summer photos/café a+b 100%.jpg",  # spaces, +, %, unicode: S3 keys as users name them
+        "写真/" + "é" * 508,  # 1,023 bytes of UTF-8
+        "k" * 1024,
+        "a..b/...jpg/.hidden",  # dots inside a segment are names, not paths
+        "uploads//double/slash",
+    ],
+)
+def test_keys_darkroom_reads(key: str) -> None:
+    assert events.check_key(key) == key
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("", "empty"),
+        (None, "empty"),
+        ("uploads/x\\..\\y.png", "backslash"),  # the store refuses it (InvalidRequest)
+        ("uploads\\x.png", "backslash"),
+        ("uploads/x\x00y.png", "control character"),  # NUL
+        ("uploads/x\ny.png", "control character"),
+        ("uploads/x\x7f", "control character"),
+        ("uploads/x\x85", "control character"),  # C1
+        ("uploads/../img-2/photo.jpg", "segment"),
+        ("./uploads/x.jpg", "segment"),
+        ("uploads/x/..", "segment"),
+        ("k" * 1025, "1025 bytes"),
+        ("é" * 513, "1026 bytes"),  # bytes, not characters, count
+        ("uploads/\udcff.jpg", "not valid UTF-8"),  # a lone surrogate has no UTF-8
+    ],
+)
+def test_keys_darkroom_refuses(key: object, why: str) -> None:
+    with pytest.raises(InvalidObjectKey, match=why) as info:
+        events.check_key(key)
+    assert info.value.code == "invalid_object_key" and not info.value.retryable
+    assert "\x00" not in info.value.message and "\n" not in info.value.message  # quoted, fit for a header
+
+
+@pytest.mark.parametrize("tenant", [None, "acme", "A", "shop-eu.2_b", "t" * 64])
+def test_tenants_darkroom_takes(tenant: str | None) -> None:
+    assert events.check_tenant(tenant) == tenant
+
+
+@pytest.mark.parametrize("tenant", ["", " acme", "a b", "../acme", "-acme", ".acme", "acmé", "t" * 65, "acme\n", 7])
+def test_tenants_darkroom_refuses(tenant: object) -> None:
+    with pytest.raises(InvalidTenant) as info:
+        events.check_tenant(tenant)
+    assert info.value.code == "invalid_tenant"
+
+
+def test_check_source_checks_every_key_and_the_tenant_it_is_given() -> None:
+    good = {"image_id": "i1", "bucket": "b", "key": "k", "source_key": "s", "input_key": "i", "tenant": "t"}
+    events.check_source(good, {"b"})
+    for field in ("key", "source_key", "input_key"):
+        with pytest.raises(InvalidObjectKey):
+            events.check_source({**good, field: "a/../b"}, {"b"})
+    with pytest.raises(InvalidTenant):
+        events.check_source({**good, "tenant": "a b"}, {"b"})
+    events.check_source({"image_id": "i1", "bucket": "b"}, {"b"})  # what is not given is not checked
+
+
+@pytest.mark.parametrize(
+    ("key", "ok"),
+    [
+        ("derived/img-1/00-thumbnail-0123456789abcdef/thumb-256.webp", True),
+        ("derived/img-1/12-upscale-0123456789abcdef/manifest.json", True),
+        ("derived/img-1x/00-thumbnail-0123456789abcdef/thumb-256.webp", False),  # another image
+        ("derived/img/00-thumbnail-0123456789abcdef/thumb-256.webp", False),
+        ("uploads/img-1/photo.jpg", False),  # an upload, not an output
+        ("derived/img-1/00-thumbnail-0123456789abcdef/../../img-2/00-thumbnail-0123456789abcdef/a.webp", False),
+        ("derived/img-1/thumb-256.webp", False),  # not in a step directory
+        ("derived/img-1/00-thumbnail-0123456789abcdef/sub/thumb.webp", False),
+        ("derived/api-orders/img-1.json", False),
+        ("clusters/1/topics/x", False),
+    ],
+)
+def test_outputs_are_files_in_their_images_step_directories(key: str, ok: bool) -> None:
+    assert events.is_output_of(key, "derived", "img-1") is ok
+    assert events.image_prefix("derived", "img-1") + events.step_dir(0, "thumbnail", "0" * 16) + "a.webp"
+
+
+def test_an_api_order_is_read_through_the_callers_reader_and_none_when_missing() -> None:
+    stored = {"derived/api-orders/img-1.json": json.dumps({"tenant": "acme", "key": "uploads/img-1/a.jpg"}).encode()}
+
+    def read(key: str) -> bytes:
+        if key not in stored:
+            raise ObjectMissing(key)
+        return stored[key]
+
+    assert events.api_order(read, "derived", "img-1") == {"tenant": "acme", "key": "uploads/img-1/a.jpg"}
+    assert events.api_order(read, "derived/", "img-1") is not None  # the prefix as configured, slash or not
+    assert events.api_order(read, "derived", "img-2") is None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.streams.api.conftest import Server
+from tests.streams.api.conftest import Server, tiny_png
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def _object_key(api: Server, image_id: str) -> str:
 
 def test_a_multipart_file_is_named_by_its_part_unless_a_field_or_the_query_names_it(open_api: Server) -> None:
     with httpx.Client(base_url=open_api.url, headers=open_api.auth(), timeout=30) as http:
-        file = {"file": ("part.jpg", b"bytes", "image/jpeg")}
+        file = {"file": ("part.jpg", tiny_png(), "image/jpeg")}
         named = {
             "part.jpg": http.post("/v1/images", files=file, data={"preset": "web"}),
             "field.jpg": http.post("/v1/images", files=file, data={"preset": "web", "filename": "field.jpg"}),
@@ -39,12 +39,10 @@ def test_a_multipart_file_is_named_by_its_part_unless_a_field_or_the_query_names
 def test_every_answer_that_names_an_image_says_where_it_is(open_api: Server) -> None:
     with httpx.Client(base_url=open_api.url, headers=open_api.auth(), timeout=30) as http:
         created = http.post("/v1/images", json={"preset": "web"})
-        direct = http.post("/v1/images?preset=web", content=b"bytes", headers={"Content-Type": "image/jpeg"})
+        direct = http.post("/v1/images?preset=web", content=tiny_png(), headers={"Content-Type": "image/png"})
         assert (created.status_code, direct.status_code) == (201, 202)
-        for sent in (created, direct):
-            assert (
-                sent.headers["location"] == sent.json()["status_url"] == f"{open_api.url}/v1/images/{sent.json()['id']}"
-            )
+        for sent in (created, direct):  # a path: the server knows no base URL (DARKROOM_API_PUBLIC_URL)
+            assert sent.headers["location"] == sent.json()["status_url"] == f"/v1/images/{sent.json()['id']}"
         assert created.json()["start_url"] == f"{created.json()['status_url']}/start"
         assert http.get(direct.headers["location"]).json()["status"] == "processing"  # no worker will finish it
         not_started = http.post(f"{created.json()['status_url']}/reprocess")
@@ -60,3 +58,71 @@ def test_an_id_that_cannot_be_an_images_is_not_found_like_any_other(open_api: Se
                 http.get(f"/v1/images/{image_id}/outputs/thumb-256"),
             ):
                 assert response.status_code == 404 and response.json()["code"] == "not_found", response.text
+
+
+def test_a_direct_upload_that_is_not_an_image_is_refused_with_415(open_api: Server) -> None:
+    """By its Content-Type (the request's, or the file part's) and by its bytes, identified as
+    the operations identify their input: refused at once, not accepted to fail later."""
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"/>'
+    with httpx.Client(base_url=open_api.url, headers=open_api.auth(), timeout=30) as http:
+
+        def raw(data: bytes, ctype: str) -> httpx.Response:
+            return http.post("/v1/images?preset=web", content=data, headers={"Content-Type": ctype})
+
+        def part(data: bytes, ctype: str) -> httpx.Response:
+            return http.post("/v1/images", files={"file": ("upload", data, ctype)}, data={"preset": "web"})
+
+        for send in (raw, part):
+            for data, ctype, code in (
+                (b"hello", "image/png", "not_an_image"),
+                (svg, "image/svg+xml", "not_an_image"),  # an image type, not a format darkroom reads
+                (b"%PDF-1.4\n", "image/jpeg", "not_an_image"),
+                (tiny_png(), "text/plain", "unsupported_media_type"),
+                (tiny_png(), "application/octet-stream", "unsupported_media_type"),
+            ):
+                refused = send(data, ctype)
+                assert refused.status_code == 415, (send.__name__, ctype, refused.text)
+                assert refused.headers["content-type"] == "application/problem+json"
+                assert refused.json()["code"] == code and refused.json()["type"] == f"urn:darkroom:problem:{code}"
+            assert send(tiny_png(), "image/png").status_code == 202
+        untyped = http.post("/v1/images", data={"preset": "web", "file": "not a file part"})
+        assert untyped.status_code == 415 and untyped.json()["code"] == "unsupported_media_type"
+
+
+FORGED_HOST = "evil.example"
+
+
+def _names_no_host(response: httpx.Response, host: str) -> None:
+    assert host not in response.text and all(host not in value for value in response.headers.values()), (
+        response.headers,
+        response.text,
+    )
+
+
+def test_no_link_is_built_from_the_host_a_client_sends(open_api: Server) -> None:
+    forged = {"Host": FORGED_HOST}
+    with httpx.Client(base_url=open_api.url, headers={**open_api.auth(), **forged}, timeout=30) as http:
+        created = http.post("/v1/images", json={"preset": "web"})
+        direct = http.post("/v1/images?preset=web", content=tiny_png(), headers={"Content-Type": "image/png"})
+        image_id = created.json()["id"]
+        started = http.post(f"/v1/images/{image_id}/start")  # nothing uploaded: a problem
+        for sent in (created, direct, http.get(f"/v1/images/{image_id}"), started):
+            _names_no_host(sent, FORGED_HOST)
+        assert created.json()["start_url"] == f"/v1/images/{image_id}/start"
+        assert direct.headers["location"] == f"/v1/images/{direct.json()['id']}"
+        slashed = http.get(f"/v1/images/{image_id}/")  # no redirect to the other spelling, which names the Host
+        assert slashed.status_code == 404 and "location" not in slashed.headers
+        _names_no_host(slashed, FORGED_HOST)
+
+
+def test_links_are_under_the_public_url_when_one_is_set(public_api: Server) -> None:
+    base = public_api.settings.api_public_url.rstrip("/")
+    with httpx.Client(base_url=public_api.url, headers={**public_api.auth(), "Host": FORGED_HOST}, timeout=30) as http:
+        created = http.post("/v1/images", json={"preset": "web"})
+        direct = http.post("/v1/images?preset=web", content=tiny_png(), headers={"Content-Type": "image/png"})
+        image_id = created.json()["id"]
+        assert created.headers["location"] == created.json()["status_url"] == f"{base}/v1/images/{image_id}"
+        assert created.json()["start_url"] == f"{base}/v1/images/{image_id}/start"
+        assert direct.headers["location"] == direct.json()["status_url"] == f"{base}/v1/images/{direct.json()['id']}"
+        for sent in (created, direct):
+            _names_no_host(sent, FORGED_HOST)
