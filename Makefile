@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test test-all lint bench clean
+.PHONY: setup tools demo test test-all lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,13 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# promtool (tests/infra/test_prometheus.py) from Debian's prometheus package: only its
+# binaries are run, never the service. Where apt cannot install it, those tests say so and
+# skip (they fail under CI, which must have it).
+tools:
+	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || echo "promtool not installed"
 
 demo: $(STAMP)
 	$(BIN)/darkroom demo
@@ -27,10 +34,10 @@ lint: $(STAMP)
 # rebalances, not computing; idle workers take tests from busy ones (worksteal).
 PYTEST := $(BIN)/python -m pytest -n 4 --dist worksteal
 
-test: lint
+test: lint tools
 	$(PYTEST) -m "not slow"
 
-test-all: lint
+test-all: lint tools
 	$(PYTEST)
 
 bench: $(STAMP)

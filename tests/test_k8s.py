@@ -27,7 +27,7 @@ from streams.observe import metrics
 from streams.observe.server import app
 from streams.runtime import kafka
 from streams.runtime.topics import UPLOADED, step_topic
-from streams.services import ALL
+from streams.services import ALL, NOTIFICATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "infra" / "k8s"
@@ -52,6 +52,8 @@ SECRET_STAND_INS = {
     "DARKROOM_WEBHOOK_SECRETS": "whsec_" + "A" * 43,
 }
 """What the Secret gives every pod, as valid stand-ins (the example's values are placeholders)."""
+API = "api"
+"""The HTTP API's Deployment: no worker loop, no metrics port (tests/infra checks it)."""
 SLOW = {"enhance", "upscale"}
 """Operations whose ScaledObject counts only partitions holding lag."""
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -164,7 +166,7 @@ def test_every_service_runs_as_its_own_deployment() -> None:
     from streams.cli.workers import cmd_worker
 
     deployments = by_component("Deployment")
-    assert set(deployments) == set(ALL)
+    assert set(deployments) == {*ALL, NOTIFICATIONS, API}
     for svc, deployment in deployments.items():
         assert deployment["metadata"]["name"] == f"darkroom-{svc}"
         labels = {"app.kubernetes.io/name": "darkroom", "app.kubernetes.io/component": svc}
@@ -172,6 +174,9 @@ def test_every_service_runs_as_its_own_deployment() -> None:
         assert deployment["spec"]["selector"]["matchLabels"] == labels
         assert deployment["spec"]["template"]["metadata"]["labels"] == labels
         command = argv(worker(deployment))
+        if svc == API:
+            assert command == ["darkroom", "api"], shlex.join(command)
+            continue
         assert command == ["darkroom", "worker", svc], shlex.join(command)
         args = build_parser().parse_args(command[1:])  # a choice of `darkroom worker`
         assert args.func is cmd_worker and args.operation == svc
@@ -186,6 +191,8 @@ def test_probes_and_the_metrics_port_agree_with_the_settings_and_the_server() ->
         return status[0], dict(status[1])
 
     for svc, deployment in by_component("Deployment").items():
+        if svc == API:
+            continue
         container = worker(deployment)
         port = deployed_settings(container).metrics_port
         assert port > 0, f"{svc}: DARKROOM_METRICS_PORT must be set for the probes"
@@ -241,7 +248,7 @@ def test_scaled_objects_watch_the_groups_and_topics_the_workers_use(monkeypatch:
         assert "replicas" not in deployment["spec"], f"{svc}: the ScaledObject owns the replica count"
         settings = deployed_settings(worker(deployment))
         if svc == "ingest":
-            spec = ingest_spec(settings, MagicMock())
+            spec: Any = ingest_spec(settings, MagicMock())
             assert spec.topics == (settings.topic(UPLOADED),)
         else:
             spec = operation_spec(settings, MagicMock(), MagicMock(), svc)
@@ -288,13 +295,13 @@ def test_resources_and_grace_periods_fit_the_work() -> None:
     assert deployed_settings(worker(deployments["upscale"])).stuck_after_s >= Settings().stuck_after_s
 
 
-def test_the_migration_job_runs_darkroom_migrate() -> None:
+def test_the_database_is_migrated_before_the_sinks_start() -> None:
     from streams.cli import build_parser
 
-    (job,) = objects("Job")
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert argv(container) == ["darkroom", "migrate"]
-    assert job["spec"]["template"]["spec"]["restartPolicy"] in {"OnFailure", "Never"}
+    deployments = by_component("Deployment")
+    for svc in ("results", "webhooks"):
+        (init,) = deployments[svc]["spec"]["template"]["spec"]["initContainers"]
+        assert argv(init) == ["darkroom", "migrate"], svc
     build_parser().parse_args(["migrate"])  # a command the CLI has
 
 
@@ -318,7 +325,8 @@ def check_expression(expr: str) -> set[str]:
             base = next((name.removesuffix(s) for s in HISTOGRAM_SUFFIXES if name.endswith(s)), name)
             assert base in metrics.NAMES and METRICS[base]._type == "histogram", f"{name} is not exported"
         used.add(base)
-    assert used, f"no darkroom metric in {expr!r}"
+    targets = re.findall(r"\bup\{", expr)  # Prometheus' own series of each target
+    assert used or targets, f"no darkroom metric in {expr!r}"
     assert set(METRICS) == set(metrics.NAMES)
     allowed = TARGET_LABELS | {"le"} | {label for name in used for label in labels_of(METRICS[name])}
     for grouping in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
@@ -371,6 +379,8 @@ def test_prometheus_scrapes_darkroom_pods_by_label_and_port_name() -> None:
     targets = {r["target_label"] for r in job["relabel_configs"] if "target_label" in r}
     assert targets <= TARGET_LABELS
     for deployment in objects("Deployment"):
+        if component(deployment) == API:
+            continue
         template = deployment["spec"]["template"]
         assert template["metadata"]["labels"]["app.kubernetes.io/name"] == "darkroom"
         assert "annotations" not in template["metadata"], "scraping needs no annotations"

@@ -59,8 +59,10 @@ def _report_health(settings: Settings) -> None:
 
 
 def _run_workers(settings: Settings, names: Sequence[str]) -> int:
+    from streams.observe import metrics
     from streams.services import start_when_ready
 
+    metrics.services_at_zero(names)  # before the first scrape: increase() then sees the first event
     _report_health(settings)
     # until the supervisor runs, SIGTERM ends the process at once (nothing is in flight)
     supervisor = start_when_ready(settings, names, threading.Event())

@@ -9,11 +9,18 @@ through prometheus-client's multiprocess mode: each child writes its values to f
 ``PROMETHEUS_MULTIPROC_DIR`` and the supervisor's endpoint adds them up. One port per
 machine keeps a pod's scrape config and its probes simple, and counters survive a
 crashed child. Gauges state how the processes' values combine (``multiprocess_mode``).
+
+prometheus-client creates a labelled series only at its first use, and ``rate()`` and
+``increase()`` ignore a series' first sample: a counter born at 1 reads as no increase,
+so an alert on the first dead letter of a fresh pod would never fire. Every series whose
+label values are known in advance is therefore created at zero when a process starts
+(``services_at_zero``) and when a worker starts its loop (``worker_at_zero``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.registry import REGISTRY
@@ -129,3 +136,83 @@ def registry() -> CollectorRegistry:
     collected = CollectorRegistry()
     multiprocess.MultiProcessCollector(collected)
     return collected
+
+
+WEBHOOK_OUTCOMES = ("delivered", "retry", "exhausted", "disabled", "lost", "crashed")
+"""Every value ``darkroom_webhook_attempts_total``'s ``outcome`` takes (``sinks.dispatcher``)."""
+STEPS = "ingest"
+"""Besides the operations, the one ``step`` that fails images (``handlers.steps``)."""
+
+
+def error_codes() -> tuple[str, ...]:
+    """Every code of darkroom's error tree: what a failure or a dead letter can be labelled with."""
+    import streams.errors  # noqa: F401  (grows the tree below processors' root)
+    from processors.errors import DarkroomError
+
+    codes, todo = set(), [DarkroomError]
+    while todo:
+        cls = todo.pop()
+        codes.add(cls.code)
+        todo.extend(cls.__subclasses__())
+    return tuple(sorted(codes))
+
+
+def dependencies() -> tuple[str, ...]:
+    """The dependencies an outage can name: storage, broker, registry, database."""
+    from streams.errors import DependencyUnavailable
+
+    found, todo = set(), list(DependencyUnavailable.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        if cls.code.endswith("_unavailable"):  # a subclass without a code of its own names none
+            found.add(dependency_of(cls.code))
+        todo.extend(cls.__subclasses__())
+    return tuple(sorted(found))
+
+
+def backends(operation: str) -> tuple[str, ...]:
+    """What a step of ``operation`` may report as its ``backend``. Upscale's list is the
+    engine's (importing it imports torch: only an upscale process asks)."""
+    if operation == "upscale":
+        from processors.upscale.engine import BACKENDS
+
+        return tuple(BACKENDS)
+    return ("pillow",)
+
+
+def services_at_zero(names: Iterable[str]) -> None:
+    """Create at zero the series of the services this process runs (``darkroom worker
+    NAME``, ``darkroom run``): restarts, stalls, pauses, retries, the failures of the steps
+    among them, their step durations, and the webhook outcomes when the dispatcher is one."""
+    from processors import KNOWN_OPERATIONS
+
+    names = tuple(names)
+    outages = dependencies()
+    codes = error_codes()
+    for dependency in outages:
+        RETRIES.labels(dependency)
+    for name in names:
+        RESTARTS.labels(name)
+        STALLS.labels(name)
+        for dependency in outages:
+            PAUSES.labels(name, dependency)
+            PAUSED.labels(name, dependency).set(0)
+        if name == STEPS or name in KNOWN_OPERATIONS:
+            for code in codes:
+                FAILURES.labels(name, code)
+        if name in KNOWN_OPERATIONS:
+            for backend in backends(name):
+                STEP_DURATION.labels(name, backend)
+        if name == "webhooks":
+            for outcome in WEBHOOK_OUTCOMES:
+                WEBHOOK_ATTEMPTS.labels(outcome)
+
+
+def worker_at_zero(name: str, group: str, topics: Iterable[str]) -> None:
+    """Create at zero the series of one consumer loop: records consumed per topic, dead
+    letters per code, stalls; the first record and the first dead letter then count."""
+    STALLS.labels(name)
+    for topic in topics:
+        RECORDS_CONSUMED.labels(group, topic)
+    for code in error_codes():
+        DEAD_LETTERS.labels(group, code)

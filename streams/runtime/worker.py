@@ -222,7 +222,7 @@ class Worker(Generic[E]):
         """Process records until ``stop`` is set; the batch in hand is always finished."""
         self._stop = stop
         self.health = self.outage.health = HEALTH.register(self.spec.name)
-        metrics.STALLS.labels(self.spec.name)  # at 0 from the start: increase() sees the first one
+        metrics.worker_at_zero(self.spec.name, self.spec.group_id, self.spec.topics)  # increase() sees the first
         consumer = self._subscribed()
         producer = self.producers(self.settings)
         producer_failures = 0

@@ -171,9 +171,11 @@ def test_migrate_creates_the_result_database_once(tmp_path: Path) -> None:
     assert_one_line_error(darkroom("run", "--processes", "thumbnail=x", env=env), "configuration_error", 2)
 
 
-def test_process_prepares_missing_weights_once_and_says_so_on_stderr(photo: Path, tmp_path: Path) -> None:
+def test_process_prepares_missing_weights_once_and_says_so_on_stderr(tmp_path: Path) -> None:
     env = {"DARKROOM_HOME": str(tmp_path / "home")}
     spec = "upscale:model=realesr-animevideov3,scale=2"
+    photo = tmp_path / "small.jpg"  # what is shown is the weights' preparation, not the network's speed
+    photo.write_bytes(photo_jpeg(96, 64, seed=7))
     first = darkroom("process", spec, str(photo), str(tmp_path / "a.jpg"), env=env)
     assert first.returncode == 0, first.stderr
     assert first.stderr.splitlines() == [
