@@ -13,6 +13,7 @@ errors of events, storage, the broker, webhooks and the CLI, and draws all of it
     │   │   ├── NotAnImage                  not_an_image
     │   │   ├── TruncatedImage              truncated_image
     │   │   ├── UnsupportedImage            unsupported_image
+    │   │   ├── BackgroundNotPlain          background_not_plain
     │   │   └── LimitExceeded               limit_exceeded
     │   │       ├── FileTooLarge            file_too_large
     │   │       ├── TooManyPixels           too_many_pixels
@@ -67,6 +68,14 @@ class TruncatedImage(InvalidInputError):
 
 class UnsupportedImage(InvalidInputError):
     code = "unsupported_image"
+
+
+class BackgroundNotPlain(InvalidInputError):
+    """``cutout`` with ``strict=true`` on a photo whose background it cannot trust itself
+    to remove (busy, several colours, or too like the subject): permanent, the same photo
+    fails the same way; ``strict=false`` completes with the confidence in the details."""
+
+    code = "background_not_plain"
 
 
 class LimitExceeded(InvalidInputError):

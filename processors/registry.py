@@ -6,13 +6,19 @@ at present): they fail with ``operation_unavailable`` instead of pretending to w
 
 from __future__ import annotations
 
+from processors.cutout import CUTOUT
 from processors.enhance import ENHANCE
 from processors.errors import InvalidParameters, OperationUnavailable, UnknownOperation
 from processors.operation import Operation
 from processors.thumbnail import THUMBNAIL
 from processors.upscale import UPSCALE
 
-_AVAILABLE: dict[str, Operation] = {ENHANCE.name: ENHANCE, THUMBNAIL.name: THUMBNAIL, UPSCALE.name: UPSCALE}
+_AVAILABLE: dict[str, Operation] = {
+    CUTOUT.name: CUTOUT,
+    ENHANCE.name: ENHANCE,
+    THUMBNAIL.name: THUMBNAIL,
+    UPSCALE.name: UPSCALE,
+}
 _PLANNED: frozenset[str] = frozenset()
 KNOWN_OPERATIONS = tuple(sorted(set(_AVAILABLE) | _PLANNED))
 AVAILABLE_OPERATIONS = tuple(sorted(_AVAILABLE))
@@ -23,10 +29,12 @@ def describe(op: Operation) -> list[dict[str, str]]:
 
     Read from the operation itself, so it cannot drift: the defaults are the canonical
     params of an empty request, and what a parameter accepts is what its parser says when
-    given a value no parser takes.
+    given a value no parser takes. An operation's ``omitted_defaults`` (parameters its
+    canonical params leave out at their default, to keep older outputs' keys) are listed too.
     """
     rows = []
-    for name, default in op.canonical_params(op.parse_params({})).items():
+    defaults = {**op.canonical_params(op.parse_params({})), **getattr(op, "omitted_defaults", {})}
+    for name, default in defaults.items():
         try:
             op.parse_params({name: "\x00"})
             accepts = ""

@@ -1,12 +1,15 @@
 """thumbnail: one downscaled rendition of an image per requested size.
 
 The recipe is ``_STEPS``: open → plan → decode (JPEG draft) → orient → metadata →
-colour → render. Every step is a small function over one ``_Context``, so each can be
+colour → focus → render. Every step is a small function over one ``_Context``, so each can be
 read, tested and timed on its own and nothing about an image outlives its run.
 
 Sizes are planned on the full-resolution, upright source before anything is decoded,
 so output dimensions never depend on how far the JPEG draft shrank the decode (which
-itself depends on the other sizes asked for).
+itself depends on the other sizes asked for). Cover crops sit where ``gravity`` says
+(``processors.focus``): compass points are planned with the sizes; ``auto``, ``face`` and
+``attention`` look at a reduced copy of the decoded image in the focus step and move
+each crop window onto what they found.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from PIL import Image
 
-from processors import params
+from processors import focus, params
+from processors.focus import DEFAULT_GRAVITY, Detection, Gravity
 from processors.image import (
     OutputFormat,
     display_size,
@@ -60,13 +64,15 @@ class ThumbnailParams:
     """Parsed ``thumbnail`` parameters; see ``parse_params`` for the spelling of each.
 
     ``contain`` fits the whole image inside each box; ``cover`` fills the box and
-    centre-crops. Without ``upscale`` no output is larger than the source: ``contain``
+    crops where ``gravity`` says (the centre by default; only cover crops, so ``contain``
+    parses any gravity to the default). Without ``upscale`` no output is larger than the source: ``contain``
     keeps the source size, ``cover`` shrinks the box, keeping its aspect ratio, until
     the source fills it. ``background`` only shows where JPEG flattens transparency.
     """
 
     sizes: tuple[Box, ...] = (Box(256, 256),)
     fit: Fit = "contain"
+    gravity: Gravity = DEFAULT_GRAVITY
     format: OutputFormat | None = None
     """None: ``auto`` (PNG for images with transparency, else JPEG), one format for every size."""
     quality: int = 82
@@ -118,6 +124,7 @@ _PARSERS: Mapping[str, params.Parser] = {
     "background": _parse_colour,
     "fit": _parse_fit,
     "format": params.output_format,
+    "gravity": focus.parse_gravity,
     "quality": params.quality,
     "sizes": _parse_sizes,
     "strip": params.boolean,
@@ -143,7 +150,7 @@ class _Plan:
         return max(self.size[0] / (right - left), self.size[1] / (bottom - top))
 
 
-def _plan(source: tuple[int, int], box: Box, fit: Fit, upscale: bool) -> _Plan:
+def _plan(source: tuple[int, int], box: Box, fit: Fit, upscale: bool, gravity: Gravity) -> _Plan:
     src_w, src_h = source
     if fit == "contain":
         scale = min(box.width / src_w, box.height / src_h)
@@ -154,9 +161,7 @@ def _plan(source: tuple[int, int], box: Box, fit: Fit, upscale: bool) -> _Plan:
     shrink = 1.0 if upscale else min(1.0, src_w / box.width, src_h / box.height)
     out_w, out_h = max(1, round(box.width * shrink)), max(1, round(box.height * shrink))
     scale = max(out_w / src_w, out_h / src_h)
-    crop_w, crop_h = out_w / scale, out_h / scale
-    left, top = (src_w - crop_w) / 2, (src_h - crop_h) / 2
-    return _Plan((out_w, out_h), (left, top, left + crop_w, top + crop_h))
+    return _Plan((out_w, out_h), focus.place(source, (out_w / scale, out_h / scale), gravity, None))
 
 
 @dataclass
@@ -176,6 +181,7 @@ class _Context:
     source_size: tuple[int, int] = field(init=False)
     plans: list[_Plan] = field(init=False)
     exif: bytes = b""
+    details: dict[str, str] = field(default_factory=dict)
     renditions: list[Rendition] = field(default_factory=list)
 
 
@@ -186,7 +192,7 @@ def _open(ctx: _Context) -> None:
 
 def _plan_sizes(ctx: _Context) -> None:
     p = ctx.params
-    ctx.plans = [_plan(ctx.source_size, box, p.fit, p.upscale) for box in p.sizes]
+    ctx.plans = [_plan(ctx.source_size, box, p.fit, p.upscale, p.gravity) for box in p.sizes]
 
 
 def _decode(ctx: _Context) -> None:
@@ -212,6 +218,42 @@ def _metadata(ctx: _Context) -> None:
 
 def _colour(ctx: _Context) -> None:
     ctx.image = to_srgb(ctx.image)
+
+
+def _focus(ctx: _Context) -> None:
+    """Move each cover crop onto the faces or the salient region (``auto``, ``face``,
+    ``attention``) and report what they were centred on: ``focus`` (``face``,
+    ``attention``, ``centre``), ``faces`` found, ``focus_box`` (``x,y,w,h`` in source
+    pixels; ``+``-joined in the order of the sizes when the faces that fit differ)."""
+    p = ctx.params
+    if p.fit != "cover":
+        return
+    ctx.details["gravity"] = p.gravity
+    if not focus.detects(p.gravity):
+        return
+    cropping = [i for i, plan in enumerate(ctx.plans) if _crops(plan, ctx.source_size)]
+    if not cropping:  # every box has the source's aspect ratio: nothing to place
+        ctx.details["focus"] = "none"
+        return
+    found: Detection = focus.detect(ctx.image, ctx.source_size, p.gravity)
+    if p.gravity in ("auto", "face") and not found.face_detector:
+        ctx.details["face_detector"] = "unavailable"
+    boxes: list[str] = []
+    for i in cropping:
+        left, top, right, bottom = ctx.plans[i].region
+        crop = (right - left, bottom - top)
+        where = found.focus(p.gravity, crop)
+        ctx.plans[i] = _Plan(ctx.plans[i].size, focus.place(ctx.source_size, crop, p.gravity, where))
+        reported = where.details()
+        boxes.append(reported.pop("focus_box", ""))
+        ctx.details.update(reported)
+    if any(boxes):
+        ctx.details["focus_box"] = boxes[0] if len(set(boxes)) == 1 else "+".join(boxes)
+
+
+def _crops(plan: _Plan, source: tuple[int, int]) -> bool:
+    left, top, right, bottom = plan.region
+    return right - left < source[0] - 0.5 or bottom - top < source[1] - 0.5
 
 
 def _render(ctx: _Context) -> None:
@@ -245,6 +287,7 @@ _STEPS: tuple[Callable[[_Context], None], ...] = (
     _orient,
     _metadata,
     _colour,
+    _focus,
     _render,
 )
 
@@ -257,16 +300,27 @@ class Thumbnail:
     max_batch = 32
 
     def parse_params(self, raw: Mapping[str, str]) -> ThumbnailParams:
-        """Parse ``sizes`` (``256+400x300``), ``fit``, ``format``, ``quality`` (1..100),
-        ``strip`` and ``upscale`` (``true``/``false``) and ``background`` (``ffffff``)."""
-        return ThumbnailParams(**params.parse_fields("thumbnail", raw, _PARSERS))
+        """Parse ``sizes`` (``256+400x300``), ``fit``, ``gravity`` (``processors.focus``),
+        ``format``, ``quality`` (1..100), ``strip`` and ``upscale`` (``true``/``false``)
+        and ``background`` (``ffffff``)."""
+        values = params.parse_fields("thumbnail", raw, _PARSERS)
+        if values.get("fit", "contain") == "contain":
+            values.pop("gravity", None)  # nothing is cropped: any gravity makes the same bytes
+        return ThumbnailParams(**values)
+
+    omitted_defaults: ClassVar[Mapping[str, str]] = {"gravity": DEFAULT_GRAVITY}
+    """Parameters ``canonical_params`` leaves out at their default, so that outputs made
+    before the parameter existed keep their keys (``registry.describe`` lists them)."""
 
     def canonical_params(self, params: ThumbnailParams) -> dict[str, str]:
-        """Every parameter, defaults included, in one spelling (``jpg`` → ``jpeg``, ``256x256`` → ``256``)."""
+        """Every parameter, defaults included, in one spelling (``jpg`` → ``jpeg``, ``256x256`` → ``256``),
+        but ``gravity`` only when it is not the default (see ``omitted_defaults``)."""
+        gravity = {} if params.gravity == DEFAULT_GRAVITY else {"gravity": params.gravity}
         return {
             "background": bytes(params.background).hex(),
             "fit": params.fit,
             "format": format_name(params.format),
+            **gravity,
             "quality": str(params.quality),
             "sizes": "+".join(box.label for box in params.sizes),
             "strip": str(params.strip).lower(),
@@ -274,7 +328,10 @@ class Thumbnail:
         }
 
     def plan(self, data: bytes, params: ThumbnailParams, limits: Limits) -> dict[str, str]:
-        """Nothing but the input and the params decides the bytes."""
+        """Nothing but the input and the params decides the bytes, except the face
+        detector when a cover crop looks for faces (another OpenCV may find other faces)."""
+        if params.fit == "cover" and params.gravity in ("auto", "face"):
+            return {"face_detector": focus.face_detector()}
         return {}
 
     def run(self, data: bytes, params: ThumbnailParams, limits: Limits) -> StepResult:
@@ -282,7 +339,7 @@ class Thumbnail:
         ctx = _Context(data=data, params=params, limits=limits)
         for step in _STEPS:
             step(ctx)
-        return StepResult(renditions=ctx.renditions, backend="pillow")
+        return StepResult(renditions=ctx.renditions, backend="pillow", details=ctx.details)
 
 
 THUMBNAIL = Thumbnail()

@@ -12,6 +12,7 @@ but may change without notice; the README's Layout section says which room holds
 """
 
 from processors.errors import (
+    BackgroundNotPlain,
     ConfigurationError,
     DarkroomError,
     EmptyInput,
@@ -62,6 +63,7 @@ from streams.errors import (
 
 __all__ = [
     "AccessRefused",
+    "BackgroundNotPlain",
     "BrokerUnavailable",
     "BucketNotAllowed",
     "Client",

@@ -403,6 +403,15 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("output_prefix", mode="after")
+    @classmethod
+    def _key_prefix(cls, value: str) -> str:
+        """Outputs are trusted only under ``<prefix>/<image id>/`` as written: no segment
+        may be empty (a leading, trailing or doubled ``/``) or ``.``/``..``."""
+        if any(part in {"", ".", ".."} for part in value.split("/")):
+            raise ValueError("must be segments like 'derived' or 'images/derived': no leading, trailing or doubled '/'")
+        return value
+
     @field_validator("allowed_buckets", "webhook_secrets", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:

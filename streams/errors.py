@@ -13,6 +13,7 @@ it where they enter darkroom: ``runtime.kafka``, ``runtime.storage``, ``runtime.
     │   │   ├── NotAnImage *                not_an_image
     │   │   ├── TruncatedImage *            truncated_image
     │   │   ├── UnsupportedImage *          unsupported_image
+    │   │   ├── BackgroundNotPlain *        background_not_plain
     │   │   └── LimitExceeded *             limit_exceeded
     │   │       ├── FileTooLarge *          file_too_large
     │   │       ├── TooManyPixels *         too_many_pixels
@@ -30,9 +31,9 @@ it where they enter darkroom: ``runtime.kafka``, ``runtime.storage``, ``runtime.
     │   ├── InvalidImageId                  invalid_image_id
     │   ├── InvalidObjectKey                invalid_object_key
     │   ├── InvalidTenant                   invalid_tenant
-    │   ├── UploadMismatch                  upload_mismatch
     │   ├── StorageRequestRefused           storage_request_refused
     │   ├── UndecodableEvent                undecodable_event
+    │   │   ├── UploadMismatch              upload_mismatch (an upload ingest refuses for the API's image it names)
     │   │   └── OutputOutsidePrefix         output_outside_prefix (a final event the result writer refuses)
     │   ├── OutputRejected                  output_rejected
     │   ├── InvalidWebhookUrl               invalid_webhook_url
@@ -90,13 +91,6 @@ class InvalidTenant(PermanentError):
     code = "invalid_tenant"
 
 
-class UploadMismatch(PermanentError):
-    """An upload for an image the HTTP API created that does not carry that image's tenant,
-    bucket and upload key: a forged event aiming one tenant's image at another's object."""
-
-    code = "upload_mismatch"
-
-
 class StorageRequestRefused(PermanentError):
     """The object store refused the request for what the record names (an invalid key or
     argument, a method it does not allow): the same request fails the same way, so the
@@ -107,6 +101,16 @@ class StorageRequestRefused(PermanentError):
 
 class UndecodableEvent(PermanentError):
     code = "undecodable_event"
+
+
+class UploadMismatch(UndecodableEvent):
+    """An upload for an image the HTTP API created that does not carry that image's tenant,
+    bucket and upload key: a forged event aiming one tenant's image at another's object.
+
+    Refused as ingest decodes it, so it is dead-lettered: a failure event would replace
+    the image owner's result."""
+
+    code = "upload_mismatch"
 
 
 class OutputOutsidePrefix(UndecodableEvent):

@@ -54,7 +54,7 @@ SECRET_STAND_INS = {
 """What the Secret gives every pod, as valid stand-ins (the example's values are placeholders)."""
 API = "api"
 """The HTTP API's Deployment: no worker loop, no metrics port (tests/infra checks it)."""
-SLOW = {"enhance", "upscale"}
+SLOW = {"enhance", "cutout", "upscale"}
 """Operations whose ScaledObject counts only partitions holding lag."""
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 TARGET_LABELS = {"namespace", "pod", "component", "job", "instance"}

@@ -84,7 +84,7 @@ def test_the_backends_listed_are_those_the_events_carry() -> None:
     listed = re.search(r"Backends in events:(.*?)\.\n", README, re.S)
     assert listed is not None
     names = set(re.findall(r"`([^`]+)`", listed.group(1))) - {"precision=exact"}
-    assert names == {"pillow", *BACKENDS}
+    assert names == {"pillow", "opencv", *BACKENDS}
 
 
 def test_the_metrics_table_lists_exactly_the_metrics_exported() -> None:

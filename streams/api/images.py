@@ -327,8 +327,14 @@ class Images:
         return False
 
     def _result(self, row: Row) -> Row | None:
+        """The stored result of the image ``row`` names, if it is of that image's own upload:
+        its tenant, bucket and upload key. A result made of another object under the same
+        id (a forged upload sent before the image was created, its id foreseen) is none."""
         result = get_result(self.db, row["id"])
-        return result if result is not None and result["tenant"] == row["tenant"] else None
+        if result is None:
+            return None
+        own = (row["tenant"], row["bucket"], row["object_key"])
+        return result if (result["tenant"], result["bucket"], result["source_key"]) == own else None
 
     def _insert(self, tenant: str, image_id: str, key: str, order: Order, *, upload_expires_at: int | None) -> None:
         with self.db.transaction() as tx:

@@ -58,39 +58,48 @@ def _report_health(settings: Settings) -> None:
         threading.Thread(target=write, name="health-snapshots", daemon=True).start()
 
 
-def _run_workers(settings: Settings, names: Sequence[str]) -> int:
+def _run_workers(settings: Settings, names: Sequence[str], stop: threading.Event | None = None) -> int:
+    """Start the services ``names`` in this process and run them until a signal. A SIGTERM
+    while starting (topics, migrations, waiting for the broker) ends the start and the
+    process with 0: nothing is in flight yet."""
     from streams.observe import metrics
+    from streams.runtime.supervisor import stop_on_signals
     from streams.services import start_when_ready
 
-    metrics.services_at_zero(names)  # before the first scrape: increase() then sees the first event
-    _report_health(settings)
-    # until the supervisor runs, SIGTERM ends the process at once (nothing is in flight)
-    supervisor = start_when_ready(settings, names, threading.Event())
-    assert supervisor is not None
+    stop = stop or threading.Event()
+    with stop_on_signals(stop):
+        metrics.services_at_zero(names)  # before the first scrape: increase() then sees the first event
+        _report_health(settings)
+        supervisor = start_when_ready(settings, names, stop)
+    if supervisor is None or stop.is_set():
+        return 0
     return supervisor.run_until_signalled()
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.runtime.supervisor import stop_on_signals
     from streams.services import ALL, NOTIFICATIONS, children, process_counts
 
     names = (*ALL, NOTIFICATIONS) if settings.notifications_topic else ALL
     given = settings.processes if args.processes is None else _process_counts(args.processes)
     counts = process_counts(given, names)
-    if settings.api_port:  # the HTTP API on a thread of this process (README, *HTTP API*)
-        from streams.api.server import serve_in_background
+    stop = threading.Event()
+    with stop_on_signals(stop):  # from the API's first answer: a SIGTERM before the services run ends with 0
+        if settings.api_port:  # the HTTP API on a thread of this process (README, *HTTP API*)
+            from streams.api.server import serve_in_background
 
-        serve_in_background(settings)
-    if not given and all(count <= 1 for count in counts.values()):  # one process of threads, as before
-        return _run_workers(settings, [name for name in names if counts[name]])
-    from streams.runtime.processes import ProcessSupervisor, use_multiprocess_metrics
+            serve_in_background(settings)
+        if not given and all(count <= 1 for count in counts.values()):  # one process of threads, as before
+            return _run_workers(settings, [name for name in names if counts[name]], stop)
+        from streams.runtime.processes import ProcessSupervisor, use_multiprocess_metrics
 
-    directory = settings.home / "run" / f"metrics-{os.getpid()}"
-    use_multiprocess_metrics(directory)
-    supervisor = ProcessSupervisor(children(settings, counts), directory)
-    if settings.metrics_port:
-        supervisor.serve(settings.metrics_port, settings.stuck_after_s, settings.metrics_host)
+        directory = settings.home / "run" / f"metrics-{os.getpid()}"
+        use_multiprocess_metrics(directory)
+        supervisor = ProcessSupervisor(children(settings, counts), directory)
+        if settings.metrics_port:
+            supervisor.serve(settings.metrics_port, settings.stuck_after_s, settings.metrics_host)
     try:
-        return supervisor.run_until_signalled()
+        return 0 if stop.is_set() else supervisor.run_until_signalled()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

@@ -70,15 +70,73 @@ class _Input:
     """The finished step's record when a redelivery finds one for this identity, else None."""
 
 
+class _Screen:
+    """What is refused while decoding, before the loop hands a record on: an upload or
+    first step for an image the HTTP API created that does not carry that image's tenant,
+    bucket and upload key (its order is beside the uploads), and a later step whose input
+    is not one of the image's own outputs. Otherwise one tenant's image could be made of
+    another's object.
+
+    Refused as ``UploadMismatch``, an ``UndecodableEvent``, so the loop dead-letters the
+    record: a failure event would name the image and, being newer, replace its owner's
+    stored result. Messages quote nothing of the order. Reading the order is a store read
+    with the storage retry; an outage there pauses the loop as one of the registry does."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+
+    def upload(self, record: UploadEvent | StepRequest, key: str) -> None:
+        """Refuse ``record`` (an upload, or a first step naming the upload ``key``) if the
+        API created its image with another tenant, bucket or upload key."""
+        image_id = record.get("image_id")
+        if not isinstance(image_id, str) or not events.IMAGE_ID.fullmatch(image_id):
+            return  # no order can exist under such an id; the handler fails it (invalid_image_id)
+        s = self.settings
+        order = events.api_order(partial(self._get, s.bucket), s.output_prefix, image_id)
+        if order is not None and (record["bucket"], key, record.get("tenant")) != (
+            s.bucket,
+            order.get("key"),
+            order.get("tenant"),
+        ):
+            raise UploadMismatch(
+                f"image {image_id} was created over the HTTP API: its upload must carry its tenant and key"
+            )
+
+    def step(self, request: StepRequest) -> None:
+        """Refuse a step request whose input is not its upload (first step) or one of its
+        image's outputs (later steps)."""
+        image_id = request.get("image_id")
+        if not isinstance(image_id, str) or not events.IMAGE_ID.fullmatch(image_id):
+            return  # the handler fails it (invalid_image_id) before anything is read
+        if request["step_index"] == 0:
+            if request["input_key"] != request["source_key"]:
+                raise UploadMismatch("a first step's input must be its upload")
+            self.upload(request, request["source_key"])
+        elif not events.is_output_of(request["input_key"], self.settings.output_prefix, image_id):
+            raise UploadMismatch(f"a later step's input must be an output of image {image_id}")
+
+    def _get(self, bucket: str, key: str) -> bytes:
+        get = partial(self.store.get, bucket, key, max_bytes=64 * 1024)
+        data: bytes = _storage(self.settings, get, "read the API's order")
+        return data
+
+
 class Ingest:
-    """Validates an upload (what it names, its pipeline, that it is the upload of the image
-    it names), then hands it to the first operation."""
+    """Validates an upload (what it names, its pipeline; while decoding, that it is the
+    upload of the image it names), then hands it to the first operation."""
 
     def __init__(self, settings: Settings, serdes: Serdes, store: Store) -> None:
         self.settings = settings
         self.serdes = serdes
-        self.store = store
+        self.screen = _Screen(settings, store)
         self.guard = EgressGuard.from_settings(settings)
+
+    def decode(self, value: bytes | None, topic: str) -> UploadEvent:
+        """The upload, screened (``_Screen``) before the loop hands it on."""
+        upload: UploadEvent = self.serdes.upload.decode(value, topic)
+        self.screen.upload(upload, upload["key"])
+        return upload
 
     def __call__(self, upload: UploadEvent, log: Any) -> list[Record]:
         try:
@@ -87,7 +145,6 @@ class Ingest:
             events.check_source(upload, self.settings.buckets_allowed)
             steps = pipeline.resolve(upload["pipeline"], upload.get("preset"))
             pipeline.validate(steps)
-            self._check_order(upload)
         except PermanentError as exc:
             log.info("upload refused", error_code=exc.code, error=exc.message)
             if isinstance(exc, InvalidWebhookUrl | WebhookTargetBlocked):  # never call a refused target
@@ -97,26 +154,6 @@ class Ingest:
             upload, upload_event_id=upload["event_id"], pipeline=steps, step_index=0, input_key=upload["key"]
         )
         return [_record(self.settings, step_topic(steps[0]["operation"]), request, self.serdes.step)]
-
-    def _check_order(self, upload: UploadEvent) -> None:
-        """Refuse an upload for an image the HTTP API created (its order is beside the
-        uploads) unless it carries that image's tenant, bucket and upload key: otherwise
-        one tenant's image could be made of another's object. The message quotes nothing
-        of the order: the forger's tenant can read the failure."""
-        s = self.settings
-        read = partial(self._get, s.bucket)  # where the API keeps its orders and uploads
-        order = events.api_order(read, s.output_prefix, upload["image_id"])
-        if order is None:
-            return
-        if (upload["bucket"], upload["key"], upload.get("tenant")) != (s.bucket, order.get("key"), order.get("tenant")):
-            raise UploadMismatch(
-                f"image {upload['image_id']} was created over the HTTP API: its upload must carry its tenant and key"
-            )
-
-    def _get(self, bucket: str, key: str) -> bytes:
-        get = partial(self.store.get, bucket, key, max_bytes=64 * 1024)
-        data: bytes = _storage(self.settings, get, "read the API's order")
-        return data
 
     def fail(self, upload: UploadEvent, exc: DarkroomError) -> list[Record]:
         """The failure event of an upload: its rejected pipeline, or one the loop gives up on."""
@@ -136,9 +173,16 @@ class OperationStep:
         self.serdes = serdes
         self.store = store
         self.operation = operation
+        self.screen = _Screen(settings, store)
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{operation.name}-io")
         self._prefetched: dict[str, Future[_Input]] = {}
         """Inputs being read ahead, by request event id; only the worker's thread touches it."""
+
+    def decode(self, value: bytes | None, topic: str) -> StepRequest:
+        """The step request, screened (``_Screen``) before the loop hands it on."""
+        request: StepRequest = self.serdes.step.decode(value, topic)
+        self.screen.step(request)
+        return request
 
     def prefetch(self, request: StepRequest) -> None:
         """Start reading ``request``'s input (and any finished manifest) in the background."""
@@ -327,8 +371,9 @@ def ingest_spec(settings: Settings, serdes: Serdes, store: Store | None = None) 
         group_id=settings.topic("darkroom.ingest"),
         topics=(settings.topic(UPLOADED),),
         # the loop hands ``handle`` and ``fail`` what ``decode`` returned, untyped
-        # (``runtime.worker.Event``): here all three speak UploadEvent
-        decode=serdes.upload.decode,
+        # (``runtime.worker.Event``): here all three speak UploadEvent; decoding reads the
+        # API's order, so an outage there pauses the loop like one of the registry
+        decode=ingest.decode,
         handle=ingest,
         fail=ingest.fail,
     )
@@ -350,7 +395,7 @@ def operation_spec(settings: Settings, serdes: Serdes, store: Store, operation: 
         group_id=settings.topic(f"darkroom.{operation}"),
         topics=(settings.topic(step_topic(operation)),),
         # as in ``ingest_spec``: all four speak StepRequest
-        decode=serdes.step.decode,
+        decode=step.decode,
         handle=step,
         fail=step.fail,
         max_batch=op.max_batch,

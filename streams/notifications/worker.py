@@ -135,9 +135,9 @@ class Notifications:
         """The HTTP API's order for this object, if the API created its image (else None).
         The store not answering is an outage: the loop pauses and asks again."""
         parts = obj.key.split("/")
-        if len(parts) < 3 or parts[0] != "uploads":
-            return None
         s = self.settings
+        if len(parts) < 3 or parts[0] != "uploads" or obj.bucket != s.bucket:
+            return None  # the API keeps its uploads and orders in DARKROOM_BUCKET only
 
         def read(key: str) -> bytes:
             get = partial(self.store.get, obj.bucket, key, max_bytes=64 * 1024)

@@ -2,15 +2,20 @@
 
 What the store answers decides what a worker does (``_error``):
 
-- a missing object or bucket is permanent (``object_missing``);
-- refused credentials are ``AccessRefused`` (the worker stops consuming until accepted);
+- a missing object is permanent (``object_missing``), and so is a missing bucket, except
+  one of darkroom's own (``DARKROOM_BUCKET``, ``DARKROOM_ALLOWED_BUCKETS``): darkroom
+  creates those, so their absence is a store still starting, an outage;
+- refused credentials (and a bodiless 401 or 407) are ``AccessRefused`` (the worker stops
+  consuming until accepted); access denied to one object while the store accepts
+  darkroom's credentials for its own bucket is that record's (``storage_request_refused``):
+  a policy can deny one key, and that must not stop the group;
 - a request the store refuses for what it names (``InvalidRequest``, ``InvalidArgument``,
-  ``KeyTooLongError``, ``MethodNotAllowed``, any other 4xx) is permanent
-  (``storage_request_refused``): it fails that record, never the worker;
+  ``KeyTooLongError``, ``MethodNotAllowed``, any other 4xx, with or without an S3 error
+  body) is permanent (``storage_request_refused``): it fails that record, never the worker;
 - only what waiting can cure is retryable (``storage_unavailable``, retried by
   ``streams.runtime.retry``, then an outage for the loop): no connection, a timeout,
   a 5xx, throttling (``SlowDown``, 429, 503), 408, a conflicting write still in progress,
-  and answers that are not the store's own (no S3 error body: a proxy in between).
+  a body damaged on the way (``IncompleteBody``, ``BadDigest``) and a full quota.
 
 The SDK's own retries are off so that there is one retry policy.
 """
@@ -18,7 +23,7 @@ The SDK's own retries are off so that there is one retry policy.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -64,10 +69,17 @@ _PASSING = frozenset(
         "OperationAborted",
         "ServiceUnavailable",
         "InternalError",
+        "IncompleteBody",  # the body was cut or damaged on the way: sending it again may pass
+        "BadDigest",
+        "XAmzContentSHA256Mismatch",
+        "QuotaExceeded",  # a full bucket frees up (an operator's, not the record's)
+        "XMinioAdminBucketQuotaExceeded",
     }
 )
 """Codes of answers that waiting can cure, whatever their status (``RequestTimeout`` is a 400)."""
 _PASSING_STATUS = frozenset({408, 429})
+_DENIED_STATUS = frozenset({401, 407})
+"""Bodiless answers about credentials (a HEAD, or an authenticating proxy in between)."""
 
 
 class _Exists(Exception):
@@ -102,14 +114,17 @@ class Store(Protocol):
     ) -> bool: ...
 
 
-def _error(code: str | None, status: int, where: str) -> Exception:
-    """darkroom's error for the store's answer ``code`` (None: no S3 error body) with HTTP ``status``."""
+def _error(code: str | None, status: int, where: str, own_bucket: bool = False) -> Exception:
+    """darkroom's error for the store's answer ``code`` (None: no S3 error body) with HTTP
+    ``status``; ``own_bucket``: the request was for one of darkroom's own buckets."""
     if code in _EXISTS:
         return _Exists(where)
+    if code == "NoSuchBucket" and own_bucket:
+        return StorageUnavailable(f"object storage has no bucket for {where} yet (starting?)")
     if code in _MISSING:
         return ObjectMissing(f"{where} does not exist")
-    if code in _DENIED:
-        return AccessRefused(f"object storage refused access to {where}: {code}")
+    if code in _DENIED or (code is None and status in _DENIED_STATUS):
+        return AccessRefused(f"object storage refused access to {where}: {code or f'HTTP {status}'}")
     said = code or f"HTTP {status}"
     if code in _PASSING or status in _PASSING_STATUS or not 400 <= status < 500:
         return StorageUnavailable(f"object storage error on {where}: {said}")
@@ -117,14 +132,15 @@ def _error(code: str | None, status: int, where: str) -> Exception:
 
 
 @contextmanager
-def _translated(bucket: str, key: str = "") -> Iterator[None]:
+def _translated(bucket: str, key: str = "", own: Collection[str] = ()) -> Iterator[None]:
+    """The SDK's errors as darkroom's (``_error``); ``own``: darkroom's own buckets."""
     where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
     try:
         yield
     except S3Error as exc:
-        raise _error(exc.code, exc.response.status, where) from None
+        raise _error(exc.code, exc.response.status, where, bucket in own) from None
     except ServerError as exc:  # an answer without a body (HEAD): its status is all there is
-        raise _error(None, exc.status_code, where) from None
+        raise _error(None, exc.status_code, where, bucket in own) from None
     except ValueError as exc:  # the SDK validates names locally: such an object cannot exist
         raise ObjectMissing(f"{where} cannot exist: {exc}") from None
     except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -150,9 +166,32 @@ class ObjectStore:
             region=settings.s3_region,
             http_client=http,
         )
+        self._home = settings.bucket
+        self._own = frozenset({settings.bucket, *settings.buckets_allowed})
+
+    @contextmanager
+    def _translated(self, bucket: str, key: str = "") -> Iterator[None]:
+        """``_translated`` for this store; access denied to one object is that object's
+        (``StorageRequestRefused``) when the store still accepts darkroom's credentials for
+        its own bucket, so a key a policy denies fails its record instead of every record."""
+        try:
+            with _translated(bucket, key, self._own):
+                yield
+        except AccessRefused as exc:
+            if not key or not self._accepted():
+                raise
+            raise StorageRequestRefused(f"{exc.message}, while darkroom's credentials are accepted") from None
+
+    def _accepted(self) -> bool:
+        """Whether the store accepts darkroom's credentials (a request on its own bucket)."""
+        try:
+            self._client.bucket_exists(self._home)
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError):
+            return False
+        return True
 
     def ensure_bucket(self, bucket: str) -> None:
-        with _translated(bucket):
+        with self._translated(bucket):
             if not self._client.bucket_exists(bucket):
                 try:
                     self._client.make_bucket(bucket)
@@ -161,7 +200,7 @@ class ObjectStore:
                         raise
 
     def stat(self, bucket: str, key: str) -> ObjectInfo:
-        with _translated(bucket, key):
+        with self._translated(bucket, key):
             st = self._client.stat_object(bucket, key)
         meta = {
             k.lower().removeprefix("x-amz-meta-"): v
@@ -172,7 +211,7 @@ class ObjectStore:
 
     def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> bytes:
         """Read a whole object; refuse one over ``max_bytes`` from its length header, unread."""
-        with _translated(bucket, key):
+        with self._translated(bucket, key):
             response = self._client.get_object(bucket, key)
             try:
                 size = int(response.headers.get("Content-Length", "0"))
@@ -199,7 +238,7 @@ class ObjectStore:
         """Write an object; with ``if_absent``, only where none exists (``If-None-Match: *``),
         so an object is never replaced by other bytes. Returns False when one existed."""
         if not if_absent:
-            with _translated(bucket, key):
+            with self._translated(bucket, key):
                 self._client.put_object(
                     bucket, key, io.BytesIO(data), len(data), content_type=content_type, metadata=dict(metadata or {})
                 )
@@ -207,7 +246,7 @@ class ObjectStore:
         headers: dict[str, str | list[str] | tuple[str]] = {"Content-Type": content_type, "If-None-Match": "*"}
         headers.update({f"x-amz-meta-{k}": v for k, v in (metadata or {}).items()})
         try:
-            with _translated(bucket, key):
+            with self._translated(bucket, key):
                 # put_object has no way to send If-None-Match (minio 7.2.20 turns unknown headers
                 # into user metadata); _put_object is the single PUT it wraps
                 self._client._put_object(bucket, key, data, headers)
@@ -216,11 +255,11 @@ class ObjectStore:
         return True
 
     def presigned_get(self, bucket: str, key: str, expires: timedelta = timedelta(hours=1)) -> str:
-        with _translated(bucket, key):
+        with self._translated(bucket, key):
             return self._client.presigned_get_object(bucket, key, expires=expires)
 
     def presigned_put(self, bucket: str, key: str, expires: timedelta) -> str:
         """A URL that lets its holder PUT one object (the HTTP API's uploads). Computed
         locally: the region is configured, so nothing is asked of the server."""
-        with _translated(bucket, key):
+        with self._translated(bucket, key):
             return self._client.presigned_put_object(bucket, key, expires=expires)

@@ -53,7 +53,7 @@ from typing import Any, Generic, TypeVar
 import structlog
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from processors.errors import DarkroomError, ProcessingFailed
+from processors.errors import ConfigurationError, DarkroomError, ProcessingFailed
 from streams.config import Settings
 from streams.errors import (
     AccessRefused,
@@ -578,7 +578,15 @@ class Worker(Generic[E]):
         goes to the dead-letter topic; if even that is refused, it stays only in its topic."""
         dead_letters = self.settings.topic(DEAD_LETTER)
         while done:
-            refused = deliver(producer, [r for d in done for r in d.records])
+            try:
+                refused = deliver(producer, [r for d in done for r in d.records])
+            except AccessRefused:
+                raise
+            except ConfigurationError as exc:
+                # librdkafka's TLS hint ("incorrect security.protocol…") also comes with a broker
+                # that restarts under a running worker: here it is waited out like an outage
+                # (a worker misconfigured from the start fails at start, in one line)
+                raise BrokerUnavailable(exc.message) from None
             owners = [d for d in done for _ in d.records]
             again: dict[int, _Done] = {}
             for index, reason in refused.items():

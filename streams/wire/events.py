@@ -155,6 +155,11 @@ MAX_KEY_BYTES = 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_FILENAME = 100
 """Characters of a file name kept in its upload key."""
+_CONTROL = frozenset({"Cc", "Zl", "Zp"})
+"""Unicode categories no key may hold: controls (NUL included) and line or paragraph separators."""
+_SPOOFING = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff")
+"""Direction marks and overrides, and the byte-order mark: they make a key print as another
+one (in a terminal, a log line). Other format characters (the joiners of emoji) are fine."""
 _KEYS = ("key", "source_key", "input_key")
 """The fields of uploads and step requests that name objects to read."""
 _STEP_OUTPUT = re.compile(r"\d{2,}-[A-Za-z0-9_-]+-[0-9a-f]{16}/[^/]+")
@@ -183,9 +188,10 @@ def check_source(source: Mapping[str, object], allowed_buckets: Collection[str])
 
 def check_key(key: object) -> str:
     """``key`` if it is an object key darkroom reads: not empty, valid UTF-8 of at most
-    ``MAX_KEY_BYTES`` bytes, without control characters (NUL included), backslashes or
-    ``.``/``..`` segments; else ``InvalidObjectKey``. Stores differ on such keys (refuse
-    them, normalise them to other objects), so darkroom never sends them."""
+    ``MAX_KEY_BYTES`` bytes, without control characters (NUL included), line separators,
+    direction marks, backslashes, ``.``/``..`` or empty segments; else ``InvalidObjectKey``.
+    Stores differ on such keys (refuse them, normalise them to other objects), so darkroom
+    never sends them."""
     if not isinstance(key, str) or not key:
         raise InvalidObjectKey("an object key must not be empty")
     shown = ascii(key[:120])
@@ -195,12 +201,15 @@ def check_key(key: object) -> str:
         raise InvalidObjectKey(f"object key {shown} is not valid UTF-8") from None
     if size > MAX_KEY_BYTES:
         raise InvalidObjectKey(f"object key {shown}… is {size} bytes; the limit is {MAX_KEY_BYTES}")
-    if any(unicodedata.category(char) == "Cc" for char in key):
-        raise InvalidObjectKey(f"object key {shown} has a control character")
+    if any(unicodedata.category(char) in _CONTROL for char in key) or not _SPOOFING.isdisjoint(key):
+        raise InvalidObjectKey(f"object key {shown} has a control, line-separator or direction character")
     if "\\" in key:
         raise InvalidObjectKey(f"object key {shown} has a backslash")
-    if not {".", ".."}.isdisjoint(key.split("/")):
+    segments = key.split("/")
+    if not {".", ".."}.isdisjoint(segments):
         raise InvalidObjectKey(f"object key {shown} has a '.' or '..' segment")
+    if "" in segments:
+        raise InvalidObjectKey(f"object key {shown} has an empty segment (a leading, trailing or doubled '/')")
     return key
 
 

@@ -8,11 +8,13 @@ import numpy as np
 import pillow_heif
 import pytest
 from PIL import ExifTags, Image, ImageOps
+from skimage import data as skimage_data
 
-from processors import errors, get_operation
+from processors import errors, focus, get_operation
 from processors.operation import Limits, Rendition
 from processors.thumbnail import THUMBNAIL, Box, ThumbnailParams
 from tests.processors.pixels import level, pixel, reopen, save
+from tests.processors.test_focus import astronaut_in, inside, with_photo
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
@@ -377,3 +379,103 @@ def test_format_auto_keeps_transparency_as_png_and_writes_opaque_images_as_jpeg(
         (out,) = thumbnails(source, sizes="20")
         assert (out.content_type, out.extension) == ("image/jpeg", "jpg")
         assert reopen(out).format == "JPEG"
+
+
+# --- gravity --------------------------------------------------------------------------
+
+
+def test_gravity_is_in_the_key_only_where_it_changes_the_bytes() -> None:
+    default_cover = THUMBNAIL.canonical_params(THUMBNAIL.parse_params({"fit": "cover"}))
+    assert "gravity" not in default_cover  # centre: the keys outputs had before gravity existed
+    assert THUMBNAIL.plan(b"", THUMBNAIL.parse_params({"fit": "cover"}), Limits()) == {}
+    chosen = THUMBNAIL.parse_params({"fit": "cover", "gravity": "noea"})
+    assert THUMBNAIL.canonical_params(chosen) == {**default_cover, "gravity": "northeast"}
+    assert THUMBNAIL.parse_params(THUMBNAIL.canonical_params(chosen)) == chosen
+    # contain crops nothing, so every gravity is the same request
+    assert THUMBNAIL.parse_params({"gravity": "face"}) == THUMBNAIL.parse_params({})
+    # the face detector decides the bytes of face-seeking crops: it is part of their identity
+    seeking = THUMBNAIL.plan(b"", THUMBNAIL.parse_params({"fit": "cover", "gravity": "auto"}), Limits())
+    assert seeking == {"face_detector": focus.face_detector()}
+
+
+def test_an_unknown_gravity_names_the_key() -> None:
+    with pytest.raises(errors.InvalidParameters, match="gravity"):
+        THUMBNAIL.parse_params({"fit": "cover", "gravity": "top"})
+
+
+@pytest.mark.parametrize(
+    ("gravity", "size", "offset"),
+    [
+        ("west", "100x200", (0, 0)),
+        ("centre", "100x200", (100, 0)),
+        ("ea", "100x200", (200, 0)),
+        ("north", "300x100", (0, 0)),
+        ("so", "300x100", (0, 100)),
+        ("southeast", "200x200", (100, 0)),
+        ("nowe", "200x200", (0, 0)),
+        ("southwest", "300x150", (0, 50)),
+    ],
+)
+def test_compass_gravity_crops_at_exact_offsets(gravity: str, size: str, offset: tuple[int, int]) -> None:
+    source = noisy(300, 200, seed=3)
+    (out,) = thumbnails(save(source, "PNG"), sizes=size, fit="cover", format="png", gravity=gravity)
+    width, height = (int(side) for side in size.split("x"))
+    expected = source.crop((offset[0], offset[1], offset[0] + width, offset[1] + height))
+    assert np.array_equal(np.asarray(reopen(out)), np.asarray(expected))  # no resampling at scale 1
+
+
+def crop_window(source: Image.Image, out: Image.Image) -> tuple[float, float, float, float]:
+    """Where in ``source`` a cover output came from, found by matching its pixels."""
+    import cv2
+
+    scale = max(out.width / source.width, out.height / source.height)
+    scaled = source.resize((round(source.width * scale), round(source.height * scale)), Image.Resampling.LANCZOS)
+    scores = cv2.matchTemplate(np.asarray(scaled), np.asarray(out.convert("RGB")), cv2.TM_SQDIFF)
+    _, _, (x, y), _ = cv2.minMaxLoc(scores)
+    return (x / scale, y / scale, (x + out.width) / scale, (y + out.height) / scale)
+
+
+@pytest.mark.parametrize(
+    ("canvas_size", "at", "side"),
+    [((1600, 600), (1100, 50), 500), ((600, 1600), (50, 1050), 500), ((2400, 1200), (1500, 100), 1000)],
+)
+@pytest.mark.parametrize("gravity", ["auto", "face"])
+def test_face_gravity_keeps_the_face_in_every_crop(
+    canvas_size: tuple[int, int], at: tuple[int, int], side: int, gravity: str
+) -> None:
+    img, face = astronaut_in(canvas_size, at, side)
+    data = save(img, "JPEG", quality=92)
+    sizes = "300+240x300+320x180"  # 1:1, 4:5, 16:9
+    outs = thumbnails(data, sizes=sizes, fit="cover", format="png", gravity=gravity)
+    centred = thumbnails(data, sizes=sizes, fit="cover", format="png")
+    details = THUMBNAIL.run(
+        data, THUMBNAIL.parse_params({"sizes": sizes, "fit": "cover", "gravity": gravity}), Limits()
+    ).details
+    assert (details["gravity"], details["focus"], details["faces"]) == (gravity, "face", "1")
+    kept = 0
+    for out, centre in zip(outs, centred, strict=True):
+        window = crop_window(img, reopen(out))
+        assert inside(face, window, slack=2), (out.name, window, face)
+        kept += inside(face, crop_window(img, reopen(centre)), slack=2)
+    assert kept < len(outs)  # the centre crop loses the face in some: the test can tell them apart
+
+
+def test_auto_without_a_face_keeps_the_subject() -> None:
+    img, subject = with_photo((2000, 800), skimage_data.chelsea(), (1450, 450), 400)
+    data = save(img, "JPEG", quality=92)
+    result = THUMBNAIL.run(data, THUMBNAIL.parse_params({"sizes": "400", "fit": "cover", "gravity": "auto"}), Limits())
+    assert (result.details["focus"], result.details["faces"]) == ("attention", "0")
+    assert inside(subject, crop_window(img, reopen(result.renditions[0])), slack=2)
+    (centre,) = thumbnails(data, sizes="400", fit="cover")
+    assert not inside(subject, crop_window(img, reopen(centre)), slack=2)
+
+
+def test_nothing_to_look_at_falls_back_to_the_centre() -> None:
+    flat = save(Image.new("RGB", (600, 300), (90, 90, 90)), "PNG")
+    result = THUMBNAIL.run(flat, THUMBNAIL.parse_params({"sizes": "100", "fit": "cover", "gravity": "auto"}), Limits())
+    assert (result.details["focus"], result.details["faces"]) == ("centre", "0")
+    assert "focus_box" not in result.details
+    same_aspect = THUMBNAIL.run(
+        flat, THUMBNAIL.parse_params({"sizes": "200x100", "fit": "cover", "gravity": "auto"}), Limits()
+    )
+    assert same_aspect.details == {"gravity": "auto", "focus": "none"}  # nothing cropped, nothing detected

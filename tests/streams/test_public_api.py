@@ -12,6 +12,7 @@ from streams import errors as streams_errors
 def test_the_exported_names_are_exactly_these() -> None:
     assert streams.__all__ == [
         "AccessRefused",
+        "BackgroundNotPlain",
         "BrokerUnavailable",
         "BucketNotAllowed",
         "Client",

@@ -34,6 +34,7 @@ def test_process_counts_default_from_the_cpus_and_take_overrides(monkeypatch: py
     counts = services.process_counts(parse_process_counts("thumbnail=4,webhooks=0"), services.NAMES)
     assert counts == {
         "ingest": 1,
+        "cutout": 1,
         "enhance": 8,
         "upscale": 1,
         "thumbnail": 4,

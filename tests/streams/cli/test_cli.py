@@ -193,7 +193,8 @@ def test_operations_lists_parameters_defaults_units_and_presets(tmp_path: Path) 
     assert listed.returncode == 0, listed.stderr
     found = json.loads(listed.stdout)
     by_name = {op["name"]: {p["name"]: p for p in op["parameters"]} for op in found["operations"]}
-    assert set(by_name) == {"enhance", "thumbnail", "upscale"}
+    assert set(by_name) == {"cutout", "enhance", "thumbnail", "upscale"}
+    assert by_name["cutout"]["strict"]["default"] == "true" and by_name["cutout"]["background"]["default"] == "none"
     assert by_name["thumbnail"]["sizes"]["default"] == "256" and "pixels" in by_name["thumbnail"]["sizes"]["accepts"]
     assert by_name["enhance"]["exposure"]["accepts"] == "auto, off or EV -3..3"
     assert by_name["upscale"]["format"]["default"] == "auto"

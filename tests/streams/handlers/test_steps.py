@@ -14,7 +14,7 @@ import structlog
 from processors import get_operation
 from streams.config import Settings
 from streams.dev.samples import photo_jpeg
-from streams.errors import StorageUnavailable
+from streams.errors import StorageUnavailable, UndecodableEvent, UploadMismatch
 from streams.handlers.steps import MANIFEST, Ingest, OperationStep
 from streams.wire import pipeline
 from streams.wire.events import Serdes, StepRequest, UploadEvent, api_order_key, step_request, upload_event
@@ -132,7 +132,7 @@ def _upload(**fields: Any) -> UploadEvent:
     return upload_event(**given)
 
 
-def _api_order(store: MemoryStore, settings: Settings, image_id: str, tenant: str, key: str) -> None:
+def _api_order(store: MemoryStore, settings: Settings, image_id: str, tenant: str | None, key: str) -> None:
     """The order the HTTP API writes beside an image it creates (``Images.create``)."""
     order = {"image_id": image_id, "tenant": tenant, "key": key, "pipeline": [], "callback_url": None}
     store.put(settings.bucket, api_order_key(settings.output_prefix, image_id), json.dumps(order).encode())
@@ -162,32 +162,55 @@ def test_ingest_fails_keys_and_tenants_it_must_not_use_before_any_read(
 
 
 def test_an_upload_of_an_image_the_api_created_must_carry_its_tenant_and_key(settings: Settings) -> None:
+    """Refused while decoding, as an undecodable record (dead-lettered): a failure event
+    would name the image and replace its owner's result."""
     store = MemoryStore()
     _api_order(store, settings, "i3", "acme", "uploads/i3/p.jpg")
-    ingest = Ingest(settings, Serdes(settings), store)
-    (started,) = ingest(_upload(), LOG)
-    assert started.topic == settings.topic("images.step.thumbnail")
+    allowed = settings.replace(allowed_buckets=f"{BUCKET},other-allowed")
+    ingest = Ingest(allowed, Serdes(allowed), store)
+    ingest.screen.upload(_upload(), "uploads/i3/p.jpg")  # the image's own upload passes
     for forged in (
         _upload(key="uploads/other/theirs.jpg"),
         _upload(tenant="mallory"),
         _upload(tenant=None),
         _upload(bucket="other-allowed"),
+        _upload(tenant="bad tenant"),  # refused as a mismatch before the handler could fail it for the owner
     ):
-        allowed = settings.replace(allowed_buckets=f"{BUCKET},other-allowed")
-        (refused,) = Ingest(allowed, Serdes(allowed), store)(forged, LOG)
-        failure = _decoded(settings, refused)
-        assert (failure["error_code"], failure["retryable"]) == ("upload_mismatch", False)
-        assert "uploads/i3" not in failure["message"] and "acme" not in failure["message"]  # nothing of the order
+        with pytest.raises(UploadMismatch) as refused:
+            ingest.screen.upload(forged, forged["key"])
+        assert isinstance(refused.value, UndecodableEvent) and refused.value.code == "upload_mismatch"
+        assert "uploads/i3" not in refused.value.message and "acme" not in refused.value.message
     never_created = _upload(image_id="i4", key="uploads/i3/p.jpg", tenant="mallory")  # not the API's: unaffected
+    ingest.screen.upload(never_created, never_created["key"])
     (record,) = ingest(never_created, LOG)
     assert record.topic == settings.topic("images.step.thumbnail")
 
 
 def test_the_order_is_read_with_the_storage_retry_and_an_outage_pauses_ingest(settings: Settings) -> None:
     store = MemoryStore(down=True)
+    ingest = Ingest(settings.replace(storage_attempts=3, storage_backoff_s=0.0), Serdes(settings), store)
     with pytest.raises(StorageUnavailable):  # raised to the loop, which pauses: the upload is not failed
-        Ingest(settings.replace(storage_attempts=3, storage_backoff_s=0.0), Serdes(settings), store)(_upload(), LOG)
+        ingest.screen.upload(_upload(), "uploads/i3/p.jpg")
     assert store.calls == [("get", api_order_key(settings.output_prefix, "i3"))] * 3
+
+
+def test_a_step_request_is_screened_like_its_upload_and_later_inputs_are_the_images_own(settings: Settings) -> None:
+    store = MemoryStore()
+    _api_order(store, settings, "i1", None, "uploads/i1/p.jpg")
+    step = _step(settings, store)
+    step.screen.step(_request("thumbnail"))  # the first step of the image's own upload
+    forged_first = _request("thumbnail", key="uploads/other/theirs.jpg")
+    later = _request("enhance,thumbnail", index=1)
+    own_output = f"{settings.output_prefix}/i1/00-enhance-{'0' * 16}/enhanced.jpg"
+    step.screen.step({**later, "input_key": own_output})
+    for forged in (
+        forged_first,
+        {**_request("thumbnail"), "input_key": "uploads/i2/p.jpg"},  # a first step reading another object
+        {**later, "input_key": "uploads/i1/p.jpg"},  # a later step reading something not an output
+        {**later, "input_key": f"{settings.output_prefix}/i2/00-enhance-{'0' * 16}/enhanced.jpg"},  # another image's
+    ):
+        with pytest.raises(UploadMismatch):
+            step.screen.step(forged)
 
 
 @pytest.mark.parametrize(

@@ -170,6 +170,11 @@ def test_a_request_the_store_refuses_for_what_it_names_fails_that_record(status:
         (503, "RequestLimitExceeded"),
         (409, "ConditionalRequestConflict"),  # a concurrent conditional write still in progress
         (409, "OperationAborted"),
+        (400, "IncompleteBody"),  # a body cut or damaged on the way
+        (400, "BadDigest"),
+        (400, "XAmzContentSHA256Mismatch"),
+        (403, "QuotaExceeded"),  # a full bucket: an operator's to free, not the record's
+        (409, "XMinioAdminBucketQuotaExceeded"),
         (304, None),
         (301, "PermanentRedirect"),
     ],
@@ -191,12 +196,55 @@ def test_only_what_waiting_can_cure_is_an_outage(status: int, code: str | None) 
         (400, "ExpiredToken", AccessRefused),
         (400, "AuthorizationHeaderMalformed", AccessRefused),  # a region the store does not serve
         (403, "RequestTimeTooSkewed", AccessRefused),  # this machine's clock, not the record
+        (401, None, AccessRefused),  # bodiless: a HEAD, or an authenticating proxy
+        (407, None, AccessRefused),
     ],
 )
 def test_missing_objects_and_refused_credentials_keep_their_own_errors(
     status: int, code: str, expected: type[Exception]
 ) -> None:
     assert type(_translate(_answer(status, code))) is expected
+
+
+def test_a_missing_bucket_of_darkrooms_own_is_a_store_still_starting() -> None:
+    """darkroom creates its buckets: their absence is an outage (SeaweedFS answers so while
+    its filer starts), another bucket's a missing object."""
+    with pytest.raises(StorageUnavailable), _translated("b", "k", own={"b"}):
+        raise _answer(404, "NoSuchBucket")
+    with pytest.raises(ObjectMissing), _translated("elsewhere", "k", own={"b"}):
+        raise _answer(404, "NoSuchBucket")
+
+
+class _DeniedClient:
+    """The SDK's client for a store whose policy denies one object: ``get_object`` says
+    AccessDenied; ``bucket_exists`` on darkroom's bucket answers, or is denied too."""
+
+    def __init__(self, credentials_accepted: bool) -> None:
+        self.credentials_accepted = credentials_accepted
+        self.probed: list[str] = []
+
+    def get_object(self, bucket: str, key: str) -> None:
+        raise _answer(403, "AccessDenied")
+
+    def bucket_exists(self, bucket: str) -> bool:
+        self.probed.append(bucket)
+        if not self.credentials_accepted:
+            raise _answer(403, "AccessDenied")
+        return True
+
+
+@pytest.mark.parametrize(("accepted", "expected"), [(True, StorageRequestRefused), (False, AccessRefused)])
+def test_access_denied_to_one_object_is_that_records_while_the_credentials_are_accepted(
+    dead_store_settings: Settings, accepted: bool, expected: type[Exception]
+) -> None:
+    """A key a bucket policy denies must fail its record, not stop the group as refused
+    credentials do: the store is asked about darkroom's own bucket to tell them apart."""
+    store = ObjectStore(dead_store_settings)
+    client = _DeniedClient(accepted)
+    store._client = client  # type: ignore[assignment]
+    with pytest.raises(expected):
+        store.get("darkroom", "uploads/i1/denied.jpg")
+    assert client.probed == [dead_store_settings.bucket]
 
 
 def test_a_refused_request_is_not_retried() -> None:

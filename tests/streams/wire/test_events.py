@@ -227,7 +227,7 @@ def test_upload_keys(filename: str | None, name: str) -> None:
         "写真/" + "é" * 508,  # 1,023 bytes of UTF-8
         "k" * 1024,
         "a..b/...jpg/.hidden",  # dots inside a segment are names, not paths
-        "uploads//double/slash",
+        "uploads/\U0001f468\u200d\U0001f469\u200d\U0001f467.jpg",  # joiners of an emoji family are fine
     ],
 )
 def test_keys_darkroom_reads(key: str) -> None:
@@ -241,13 +241,19 @@ def test_keys_darkroom_reads(key: str) -> None:
         (None, "empty"),
         ("uploads/x\\..\\y.png", "backslash"),  # the store refuses it (InvalidRequest)
         ("uploads\\x.png", "backslash"),
-        ("uploads/x\x00y.png", "control character"),  # NUL
-        ("uploads/x\ny.png", "control character"),
-        ("uploads/x\x7f", "control character"),
-        ("uploads/x\x85", "control character"),  # C1
+        ("uploads/x\x00y.png", "control"),  # NUL
+        ("uploads/x\ny.png", "control"),
+        ("uploads/x\x7f", "control"),
+        ("uploads/x\x85", "control"),  # C1
         ("uploads/../img-2/photo.jpg", "segment"),
         ("./uploads/x.jpg", "segment"),
         ("uploads/x/..", "segment"),
+        ("uploads//double/slash", "empty segment"),  # stores that collapse it read another object
+        ("/uploads/x.jpg", "empty segment"),
+        ("uploads/x/", "empty segment"),
+        ("uploads/x\u202egpj.exe", "direction"),  # prints as uploads/xexe.jpg
+        ("uploads/x\u2028y.png", "line-separator"),
+        ("uploads/\ufeffx.png", "direction"),
         ("k" * 1025, "1025 bytes"),
         ("é" * 513, "1026 bytes"),  # bytes, not characters, count
         ("uploads/\udcff.jpg", "not valid UTF-8"),  # a lone surrogate has no UTF-8

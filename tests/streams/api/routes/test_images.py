@@ -7,9 +7,13 @@ The whole flow (processing, outputs, reprocessing, retries, tenants) is
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import httpx
 import pytest
 
+from streams.sinks.results import record_result
 from tests.streams.api.conftest import Server, tiny_png
 
 pytestmark = pytest.mark.integration
@@ -126,3 +130,74 @@ def test_links_are_under_the_public_url_when_one_is_set(public_api: Server) -> N
         assert direct.headers["location"] == direct.json()["status_url"] == f"{base}/v1/images/{direct.json()['id']}"
         for sent in (created, direct):
             _names_no_host(sent, FORGED_HOST)
+
+
+def _stored_result(api: Server, image_id: str, source_key: str, outputs: list[dict[str, Any]]) -> None:
+    """A completed result row for ``image_id``, written as the result writer writes one (a
+    forged or damaged row: the writer itself refuses outputs outside the image's prefix)."""
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    event = {
+        "image_id": image_id,
+        "upload_event_id": f"forged-{image_id}",
+        "event_id": f"forged-final-{image_id}",
+        "outputs": outputs,
+        "timings": [],
+        "tenant": "acme",
+        "bucket": api.settings.bucket,
+        "source_key": source_key,
+        "submitted_at": when,
+        "completed_at": when,
+    }
+    with api.db.transaction() as tx:
+        assert record_result(tx, "completed", event)
+
+
+def _output(api: Server, name: str, key: str, bucket: str | None = None) -> dict[str, Any]:
+    return {
+        "step_index": 0,
+        "operation": "thumbnail",
+        "name": name,
+        "bucket": bucket or api.settings.bucket,
+        "key": key,
+        "size": 1,
+        "width": 1,
+        "height": 1,
+        "content_type": "image/png",
+        "sha256": "0" * 64,
+    }
+
+
+def test_only_an_images_own_outputs_of_its_own_upload_are_presigned(open_api: Server) -> None:
+    """Rows the API reads could name any object: an output of another image, another
+    tenant's upload, the broker's log; or be made of another object under a foreseen id.
+    None of it is presigned or shown."""
+    prefix = open_api.settings.output_prefix
+    with httpx.Client(base_url=open_api.url, headers=open_api.auth(), timeout=30) as http:
+        image = http.post("/v1/images", json={"pipeline": "thumbnail"}).json()
+        own = f"{prefix}/{image['id']}/00-thumbnail-{'a' * 16}/thumb-256.png"
+        _stored_result(
+            open_api,
+            image["id"],
+            _object_key(open_api, image["id"]),
+            [
+                _output(open_api, "thumb-256", own),
+                _output(open_api, "theirs", "uploads/someone-else/p.jpg"),
+                _output(open_api, "other-image", f"{prefix}/other-image/00-thumbnail-{'a' * 16}/thumb-256.png"),
+                _output(
+                    open_api, "log", "clusters/tansu/topics/x/0/0", bucket=f"{open_api.settings.bucket}-broker-log"
+                ),
+            ],
+        )
+        shown = http.get(image["status_url"]).json()
+        assert shown["status"] == "completed" and [o["name"] for o in shown["outputs"]] == ["thumb-256"]
+        assert f"/{own}?" in shown["outputs"][0]["url"]
+        for name in ("theirs", "other-image", "log"):
+            assert http.get(f"{image['status_url']}/outputs/{name}").status_code == 404
+
+        foreseen = http.post("/v1/images", json={"pipeline": "thumbnail"}).json()
+        made_of_another = f"{prefix}/{foreseen['id']}/00-thumbnail-{'b' * 16}/thumb-256.png"
+        _stored_result(
+            open_api, foreseen["id"], "uploads/someone-else/p.jpg", [_output(open_api, "t", made_of_another)]
+        )
+        shown = http.get(foreseen["status_url"]).json()
+        assert shown["status"] == "pending" and shown["outputs"] == []  # the result is not of its upload

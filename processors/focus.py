@@ -1,0 +1,300 @@
+"""Where a crop should look: gravity names, face and attention detection, crop placement.
+
+A cover crop keeps a window of the source; ``gravity`` says where it sits. The compass
+points and ``centre`` need no pixels. ``face``, ``attention`` and ``auto`` look at a
+reduced copy of the decoded image (``FACE_SHORT_SIDE``: 267×200 for a 4:3 photo), so
+the cost does not grow with the source:
+
+- **faces**: OpenCV's frontal-face Haar cascade (Viola–Jones), the
+  ``haarcascade_frontalface_default.xml`` that opencv-python 4.x wheels ship in
+  ``cv2.data.haarcascades`` (pinned in pyproject.toml; 5.x wheels ship no cascades, and
+  then face detection reports itself unavailable and ``auto`` goes on to attention).
+  The smallest face found is the cascade's 24-pixel window on the reduced copy, an
+  eighth of the short side.
+- **attention**: the spectral residual saliency of Hou & Zhang (CVPR 2007, "Saliency
+  Detection: A Spectral Residual Approach"), on a copy 64 pixels wide as in the paper:
+  the log amplitude spectrum minus its 3×3 local mean, back with the original phase,
+  squared and blurred. The salient region is the one connected part of the map above
+  three times its mean (the paper's object threshold) that holds the most saliency.
+- **auto**: faces when any is found, else the salient region, else the centre.
+
+The focus is a box in source pixels; each crop window is centred on it and then pushed
+back inside the image. Faces are taken largest first while their union still fits the
+window, so a group photo keeps as many faces whole as fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+Gravity = Literal[
+    "auto",
+    "face",
+    "attention",
+    "centre",
+    "north",
+    "south",
+    "east",
+    "west",
+    "northeast",
+    "northwest",
+    "southeast",
+    "southwest",
+]
+DEFAULT_GRAVITY: Gravity = "centre"
+
+_COMPASS: Mapping[str, tuple[float, float]] = {
+    "centre": (0.5, 0.5),
+    "north": (0.5, 0.0),
+    "south": (0.5, 1.0),
+    "east": (1.0, 0.5),
+    "west": (0.0, 0.5),
+    "northeast": (1.0, 0.0),
+    "northwest": (0.0, 0.0),
+    "southeast": (1.0, 1.0),
+    "southwest": (0.0, 1.0),
+}
+"""Where the window sits along each axis: 0 = flush left/top, 1 = flush right/bottom."""
+
+_GRAVITIES: Mapping[str, Gravity] = {
+    "auto": "auto",
+    "face": "face",
+    "faces": "face",  # Cloudinary
+    "attention": "attention",  # libvips, sharp
+    "smart": "attention",  # imgproxy's long name for libvips' smart crop
+    "sm": "attention",
+    "centre": "centre",
+    "center": "centre",
+    "ce": "centre",
+    "north": "north",
+    "no": "north",
+    "south": "south",
+    "so": "south",
+    "east": "east",
+    "ea": "east",
+    "west": "west",
+    "we": "west",
+    "northeast": "northeast",
+    "north_east": "northeast",  # Cloudinary
+    "noea": "northeast",  # imgproxy
+    "northwest": "northwest",
+    "north_west": "northwest",
+    "nowe": "northwest",
+    "southeast": "southeast",
+    "south_east": "southeast",
+    "soea": "southeast",
+    "southwest": "southwest",
+    "south_west": "southwest",
+    "sowe": "southwest",
+}
+
+FACE_SHORT_SIDE = 200
+FACE_LONG_SIDE = 800
+"""The reduced copy faces are searched in: its short side, unless that makes the long
+side longer than this. A cover crop is as tall (or wide) as the short side, so the
+smallest face found, 24 pixels, is an eighth of the crop's side; time grows with the area."""
+FACE_CASCADE = "haarcascade_frontalface_default.xml"
+FACE_SCALE_STEP = 1.2
+FACE_NEIGHBOURS = 3
+"""Overlapping detections a face needs (OpenCV's ``minNeighbors``): fewer false faces."""
+SALIENCY_WIDTH = 64
+SALIENCY_BLUR = 2.5
+"""σ, in saliency-map pixels, of the Gaussian that smooths the map (the paper uses 8 at 64 wide)."""
+FLAT = 1.0 / 255
+"""Brightness σ below which an image has nothing to look at."""
+SALIENCY_THRESHOLD = 3.0
+"""Times the mean saliency a pixel must reach to belong to an object (Hou & Zhang)."""
+
+Box = tuple[float, float, float, float]
+"""``(left, top, right, bottom)`` in source pixels."""
+
+
+def parse_gravity(value: str) -> Gravity:
+    """A gravity by any of its names (imgproxy's and Cloudinary's spellings included)."""
+    gravity = _GRAVITIES.get(value)
+    if gravity is None:
+        raise ValueError(
+            "auto, face, attention, centre (center, ce) or a compass point: north, south, east, west,"
+            " northeast, northwest, southeast, southwest (no, so, ea, we, noea, ..., north_east, ...)"
+        )
+    return gravity
+
+
+def detects(gravity: Gravity) -> bool:
+    """Whether this gravity looks at the pixels."""
+    return gravity not in _COMPASS
+
+
+@dataclass(frozen=True)
+class Focus:
+    """What a crop is centred on: how it was found and, unless ``centre``, the box."""
+
+    method: Literal["face", "attention", "centre"]
+    box: Box | None
+    faces: int = 0
+
+    def details(self) -> dict[str, str]:
+        """What the step reports: ``focus`` (method), ``focus_box`` (``x,y,w,h``), ``faces``."""
+        out = {"focus": self.method, "faces": str(self.faces)}
+        if self.box is not None:
+            left, top, right, bottom = self.box
+            out["focus_box"] = f"{round(left)},{round(top)},{round(right - left)},{round(bottom - top)}"
+        return out
+
+
+def place(source: tuple[int, int], crop: tuple[float, float], gravity: Gravity, focus: Focus | None) -> Box:
+    """The crop window of size ``crop`` in a ``source``-sized image, for ``gravity``.
+
+    Compass gravities put the window flush with their edges (``centre`` in the middle);
+    detecting ones centre it on ``focus`` (the middle when nothing was found).
+    """
+    src_w, src_h = source
+    crop_w, crop_h = crop
+    if not detects(gravity) or focus is None or focus.box is None:
+        fx, fy = _COMPASS[gravity] if not detects(gravity) else (0.5, 0.5)
+        left, top = (src_w - crop_w) * fx, (src_h - crop_h) * fy
+        return (left, top, left + crop_w, top + crop_h)
+    cx, cy = _centre(focus.box)
+    left = min(max(cx - crop_w / 2, 0.0), src_w - crop_w)
+    top = min(max(cy - crop_h / 2, 0.0), src_h - crop_h)
+    return (left, top, left + crop_w, top + crop_h)
+
+
+def fitting(faces: list[Box], crop: tuple[float, float]) -> Box | None:
+    """The union of the largest faces that fits in a ``crop``-sized window (the largest
+    face alone when even it does not fit); None without faces."""
+    ordered = sorted(faces, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
+    if not ordered:
+        return None
+    union = ordered[0]
+    for face in ordered[1:]:
+        grown = (min(union[0], face[0]), min(union[1], face[1]), max(union[2], face[2]), max(union[3], face[3]))
+        if grown[2] - grown[0] <= crop[0] and grown[3] - grown[1] <= crop[1]:
+            union = grown
+    return union
+
+
+def _centre(box: Box) -> tuple[float, float]:
+    return ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What one look at the pixels found, in source pixels: every face, and the salient box."""
+
+    faces: list[Box]
+    salient: Box | None
+    face_detector: bool
+    """False when no cascade could be loaded (an OpenCV without its data files)."""
+
+    def focus(self, gravity: Gravity, crop: tuple[float, float]) -> Focus:
+        """The focus for one crop size: faces first (``auto``, ``face``), then attention."""
+        if gravity in ("auto", "face") and self.faces:
+            return Focus("face", fitting(self.faces, crop), len(self.faces))
+        if gravity in ("auto", "attention") and self.salient is not None:
+            return Focus("attention", self.salient, len(self.faces))
+        return Focus("centre", None, len(self.faces))
+
+
+def detect(image: Image.Image, source: tuple[int, int], gravity: Gravity) -> Detection:
+    """Faces and/or the salient region of ``image`` (any decoded size of a ``source``-sized
+    upright picture), in source pixels. ``face`` looks for faces only, ``attention`` for
+    the salient region only, ``auto`` for faces and then, only when none is found, the
+    salient region."""
+    short, long = min(image.size), max(image.size)
+    scale = min(1.0, FACE_SHORT_SIDE / short, FACE_LONG_SIDE / long)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    work = image if image.mode in ("L", "RGB") else image.convert("RGB")
+    gray = (work.resize(size, Image.Resampling.BOX) if size != work.size else work).convert("L")
+    to_source = (source[0] / size[0], source[1] / size[1])
+    faces: list[Box] = []
+    cascade = _cascade() if gravity in ("auto", "face") else None
+    if cascade is not None:
+        faces = [_to_source(box, to_source) for box in _faces(cascade, gray)]
+    salient = None
+    if gravity == "attention" or (gravity == "auto" and not faces):
+        box = salient_box(gray)
+        if box is not None:
+            fx, fy = source[0] / gray.width, source[1] / gray.height
+            salient = (box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy)
+    return Detection(faces=faces, salient=salient, face_detector=cascade is not None)
+
+
+def _to_source(box: tuple[int, int, int, int], to_source: tuple[float, float]) -> Box:
+    x, y, w, h = box
+    sx, sy = to_source
+    return (x * sx, y * sy, (x + w) * sx, (y + h) * sy)
+
+
+def face_detector() -> str:
+    """What finds faces here, as part of an output's identity: ``opencv-4.14.0/<cascade>``,
+    or ``none`` where the installed OpenCV ships no cascade."""
+    import cv2
+
+    return f"opencv-{cv2.__version__}/{FACE_CASCADE}" if _cascade() is not None else "none"
+
+
+@cache
+def _cascade() -> Any:
+    """The frontal-face cascade from the installed OpenCV, or None where it ships none."""
+    import cv2
+
+    path = Path(getattr(getattr(cv2, "data", None), "haarcascades", "")) / FACE_CASCADE
+    if not path.is_file():
+        return None
+    cascade = cv2.CascadeClassifier(str(path))  # type: ignore[attr-defined, unused-ignore]  # not in 5.x stubs
+    return None if cascade.empty() else cascade
+
+
+def _faces(cascade: Any, gray: Image.Image) -> list[tuple[int, int, int, int]]:
+
+    # no histogram equalisation: on a mostly flat frame it stretches the background and
+    # flattens the face (a face composited into a plain canvas was lost that way)
+    found = cascade.detectMultiScale(np.asarray(gray), scaleFactor=FACE_SCALE_STEP, minNeighbors=FACE_NEIGHBOURS)
+    return [(int(x), int(y), int(w), int(h)) for x, y, w, h in found]
+
+
+def saliency(gray: Image.Image) -> np.ndarray:
+    """Hou & Zhang's spectral residual saliency of ``gray`` at ``SALIENCY_WIDTH`` columns."""
+    import cv2
+
+    width = min(SALIENCY_WIDTH, gray.width)
+    height = max(1, round(gray.height * width / gray.width))
+    small = np.asarray(gray.resize((width, height), Image.Resampling.BOX), dtype=np.float64) / 255.0
+    if small.std() < FLAT:
+        return np.zeros_like(small)  # no structure: the residual of nothing is a ringing delta
+    spectrum = np.fft.fft2(small)
+    log_amplitude = np.log(np.abs(spectrum) + 1e-9)
+    phase = np.angle(spectrum)
+    padded = np.pad(log_amplitude, 1, mode="wrap")  # the spectrum is periodic
+    local_mean = sum(padded[i : i + height, j : j + width] for i in range(3) for j in range(3)) / 9.0
+    rebuilt = np.exp(log_amplitude - local_mean + 1j * phase)
+    rebuilt[0, 0] = 0.0  # the mean brightness is nobody's subject: without it the map is not a flat offset
+    saliency_map = np.abs(np.fft.ifft2(rebuilt)) ** 2
+    return np.asarray(cv2.GaussianBlur(saliency_map, (0, 0), SALIENCY_BLUR), dtype=np.float64)
+
+
+def salient_box(gray: Image.Image) -> tuple[float, float, float, float] | None:
+    """The box, in ``gray``'s pixels, of the most salient object; None for a flat image."""
+    import cv2
+
+    smap = saliency(gray)
+    mean = float(smap.mean())
+    if not mean > 0.0:
+        return None
+    mask = (smap > SALIENCY_THRESHOLD * mean).astype(np.uint8)
+    count, labels = cv2.connectedComponents(mask, connectivity=8)
+    if count < 2:
+        return None
+    mass = np.bincount(labels.ravel(), weights=smap.ravel(), minlength=count)
+    best = int(np.argmax(mass[1:])) + 1
+    ys, xs = np.nonzero(labels == best)
+    fx, fy = gray.width / smap.shape[1], gray.height / smap.shape[0]
+    return (float(xs.min()) * fx, float(ys.min()) * fy, float(xs.max() + 1) * fx, float(ys.max() + 1) * fy)

@@ -1,0 +1,195 @@
+"""Gravity: names, crop placement, and what the face and attention detectors find.
+
+Faces need a real face: scikit-image's bundled ``astronaut`` photo (Eileen Collins),
+whose face box was labelled by hand, composited into plain canvases at known places.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from processors import focus
+from processors.focus import Focus
+
+ASTRONAUT_FACE = (175, 65, 275, 170)
+"""The face in ``data.astronaut()`` (512×512), eyebrows to chin and ear to ear, by hand."""
+
+
+def canvas(width: int, height: int, seed: int = 1) -> Image.Image:
+    """A plain, softly mottled background (a studio wall), nothing in it to look at."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(120, 6, (max(1, height // 16), max(1, width // 16), 3)).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(base).resize((width, height), Image.Resampling.BICUBIC)
+
+
+def with_photo(
+    size: tuple[int, int], photo: np.ndarray, at: tuple[int, int], side: int
+) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    """``photo`` scaled to ``side`` pixels wide pasted at ``at``; the image and the photo's box."""
+    img = canvas(*size)
+    pasted = Image.fromarray(photo).convert("RGB")
+    pasted = pasted.resize((side, round(side * pasted.height / pasted.width)))
+    img.paste(pasted, at)
+    return img, (at[0], at[1], at[0] + pasted.width, at[1] + pasted.height)
+
+
+def astronaut_in(size: tuple[int, int], at: tuple[int, int], side: int) -> tuple[Image.Image, tuple[float, ...]]:
+    """A canvas with the astronaut in it, and her face box in canvas pixels."""
+    img, _ = with_photo(size, data.astronaut(), at, side)
+    s = side / 512
+    left, top, right, bottom = ASTRONAUT_FACE
+    return img, (at[0] + left * s, at[1] + top * s, at[0] + right * s, at[1] + bottom * s)
+
+
+def inside(inner: tuple[float, ...], outer: tuple[float, ...], slack: float = 0.0) -> bool:
+    return (
+        inner[0] >= outer[0] - slack
+        and inner[1] >= outer[1] - slack
+        and inner[2] <= outer[2] + slack
+        and inner[3] <= outer[3] + slack
+    )
+
+
+def overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+    return w * h / (area - w * h)
+
+
+# --- names ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "gravity"),
+    [
+        ("auto", "auto"),
+        ("face", "face"),
+        ("faces", "face"),
+        ("attention", "attention"),
+        ("smart", "attention"),
+        ("sm", "attention"),
+        ("centre", "centre"),
+        ("center", "centre"),
+        ("ce", "centre"),
+        ("north", "north"),
+        ("no", "north"),
+        ("so", "south"),
+        ("ea", "east"),
+        ("we", "west"),
+        ("noea", "northeast"),
+        ("north_east", "northeast"),
+        ("nowe", "northwest"),
+        ("south_east", "southeast"),
+        ("sowe", "southwest"),
+        ("southwest", "southwest"),
+    ],
+)
+def test_gravity_names_imgproxy_and_cloudinary_users_write(name: str, gravity: str) -> None:
+    assert focus.parse_gravity(name) == gravity
+
+
+@pytest.mark.parametrize("name", ["", "Centre", "top", "fp", "north-east", "n"])
+def test_unknown_gravities_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="compass point"):
+        focus.parse_gravity(name)
+
+
+# --- placement ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gravity", "offset"),
+    [
+        ("centre", (100, 50)),
+        ("north", (100, 0)),
+        ("south", (100, 100)),
+        ("east", (200, 50)),
+        ("west", (0, 50)),
+        ("northeast", (200, 0)),
+        ("northwest", (0, 0)),
+        ("southeast", (200, 100)),
+        ("southwest", (0, 100)),
+    ],
+)
+def test_compass_points_put_the_window_flush_with_their_edges(gravity: str, offset: tuple[int, int]) -> None:
+    # a 100×100 window in a 300×200 image: 200 pixels of play across, 100 down
+    assert focus.place((300, 200), (100.0, 100.0), focus.parse_gravity(gravity), None) == (
+        offset[0],
+        offset[1],
+        offset[0] + 100,
+        offset[1] + 100,
+    )
+
+
+def test_a_focus_centres_the_window_and_the_edges_hold_it_in() -> None:
+    middle = Focus("face", (140.0, 40.0, 160.0, 60.0))
+    assert focus.place((300, 200), (100.0, 100.0), "auto", middle) == (100.0, 0.0, 200.0, 100.0)
+    corner = Focus("face", (280.0, 180.0, 300.0, 200.0))
+    assert focus.place((300, 200), (100.0, 100.0), "face", corner) == (200.0, 100.0, 300.0, 200.0)
+    nothing = Focus("centre", None)
+    assert focus.place((300, 200), (100.0, 100.0), "auto", nothing) == (100.0, 50.0, 200.0, 150.0)
+
+
+def test_faces_are_kept_largest_first_while_they_fit() -> None:
+    big, small, far = (0.0, 0.0, 50.0, 50.0), (60.0, 0.0, 80.0, 20.0), (500.0, 0.0, 530.0, 30.0)
+    assert focus.fitting([small, far, big], (100.0, 100.0)) == (0.0, 0.0, 80.0, 50.0)
+    assert focus.fitting([small, big], (40.0, 40.0)) == big  # even the largest does not fit: itself
+    assert focus.fitting([], (100.0, 100.0)) is None
+
+
+def test_details_name_the_method_and_the_box() -> None:
+    assert Focus("face", (10.4, 20.0, 60.6, 90.0), 2).details() == {
+        "focus": "face",
+        "faces": "2",
+        "focus_box": "10,20,50,70",
+    }
+    assert Focus("centre", None).details() == {"focus": "centre", "faces": "0"}
+
+
+# --- detection ------------------------------------------------------------------------
+
+
+def test_the_pinned_opencv_ships_the_face_cascade() -> None:
+    assert focus.face_detector().endswith("/haarcascade_frontalface_default.xml")
+
+
+@pytest.mark.parametrize(
+    ("size", "at", "side"),
+    [((1600, 600), (1100, 50), 500), ((600, 1600), (50, 1050), 500), ((2400, 1200), (150, 100), 1000)],
+)
+def test_a_real_face_is_found_where_it_was_put(size: tuple[int, int], at: tuple[int, int], side: int) -> None:
+    img, face = astronaut_in(size, at, side)
+    found = focus.detect(img, img.size, "face")
+    assert found.salient is None  # face alone looks for nothing else
+    assert len(found.faces) == 1
+    assert overlap(found.faces[0], face) > 0.6, (found.faces, face)
+
+
+def test_detection_on_a_reduced_copy_reports_source_pixels() -> None:
+    img, face = astronaut_in((1600, 600), (1100, 50), 500)
+    reduced = img.resize((800, 300))  # what a JPEG draft decode at 1/2 gives
+    (box,) = focus.detect(reduced, img.size, "face").faces
+    assert overlap(box, face) > 0.6
+
+
+def test_no_face_in_a_scene_without_one() -> None:
+    img, _ = with_photo((1600, 800), data.coffee(), (900, 200), 600)
+    found = focus.detect(img, img.size, "auto")
+    assert found.faces == []
+    assert found.salient is not None  # auto goes on to attention when no face is found
+
+
+def test_attention_finds_a_subject_off_centre() -> None:
+    img, subject = with_photo((2000, 800), data.chelsea(), (1450, 450), 400)
+    box = focus.detect(img, img.size, "attention").salient
+    assert box is not None
+    assert overlap(box, subject) > 0.4, (box, subject)
+
+
+def test_a_flat_image_has_no_salient_region() -> None:
+    assert focus.salient_box(Image.new("L", (300, 200), 128)) is None
