@@ -130,6 +130,23 @@ def tansu_binary() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
 
 
+def broker_command(url: str, storage: str, *extra: str, advertised: str | None = None) -> list[str]:
+    """The embedded broker's command line: listening at ``url`` and advertising it (or
+    ``advertised``: a proxy in front), its log in ``storage`` (``s3://bucket/``,
+    ``memory://tansu/``), then ``extra`` flags."""
+    return [
+        str(tansu_binary()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        advertised or url,
+        "--storage-engine",
+        storage,
+        *extra,
+    ]
+
+
 class Stack:
     """Start, stop and inspect the embedded services of one ``Settings.home``."""
 
@@ -286,16 +303,7 @@ class Stack:
         }
         proc = self._spawn(
             "kafka",
-            [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                f"s3://{broker_bucket}/",
-            ],
+            broker_command(url, f"s3://{broker_bucket}/"),
             env=env,
         )
         _wait_for_port(s.kafka_port, timeout_s, proc, self.home / "logs" / "kafka.log")

@@ -28,7 +28,7 @@ import trustme
 from streams.client import Client
 from streams.config import Settings
 from streams.dev.samples import photo_jpeg
-from streams.dev.stack import free_port_block, tansu_binary
+from streams.dev.stack import broker_command, free_port_block
 from streams.handlers.steps import worker_specs
 from streams.runtime.supervisor import Supervisor
 from streams.runtime.topics import ensure_topics
@@ -86,16 +86,7 @@ def tls_broker(pki: Pki) -> Iterator[TlsBroker]:
     broker, proxy, mtls = free_port_block(3)
     procs = [
         subprocess.Popen(
-            [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                f"tcp://127.0.0.1:{broker}",
-                "--advertised-listener-url",
-                f"tcp://127.0.0.1:{proxy}",
-                "--storage-engine",
-                "memory://tansu/",
-            ],
+            broker_command(f"tcp://127.0.0.1:{broker}", "memory://tansu/", advertised=f"tcp://127.0.0.1:{proxy}"),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -189,17 +180,7 @@ def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
     url = f"tcp://127.0.0.1:{port}"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-                "--authentication",
-            ],
+            broker_command(url, "memory://tansu/", "--authentication"),
             stdout=out,
             stderr=subprocess.STDOUT,
             env={"PATH": os.environ["PATH"], "RUST_LOG": "tansu_auth=debug"},
