@@ -31,8 +31,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # Tests run in parallel (pytest-xdist): most of their time is spent waiting on brokers and
-# rebalances, not computing; idle workers take tests from busy ones (worksteal).
-PYTEST := $(BIN)/python -m pytest -n 4 --dist worksteal
+# rebalances, not computing (the whole run uses about 0.6 of one core of the two), so eight
+# workers share two cores; idle workers take tests from busy ones (worksteal).
+PYTEST := $(BIN)/python -m pytest -n 8 --dist worksteal
 
 test: lint tools
 	$(PYTEST) -m "not slow"

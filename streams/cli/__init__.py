@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import NoReturn
 
+from processors import KNOWN_OPERATIONS
 from processors.errors import ConfigurationError, DarkroomError, InvalidPipeline
 from streams.cli import api, groups, models, operations, replay, stack, status, submit, top, webhooks, workers
 from streams.cli.common import EXIT_FAILED, EXIT_USAGE
@@ -68,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="darkroom",
         description="Event-driven image pipeline on Kafka.",
-        epilog="Operations: enhance, thumbnail, upscale; presets: "
+        epilog="Operations: "
+        + ", ".join(KNOWN_OPERATIONS)
+        + "; presets: "
         + ", ".join(PRESETS)
         + ". `darkroom operations` lists every parameter with its default, values and units."
         " A pipeline spec: 'enhance,thumbnail:sizes=256+1024,format=webp'.",

@@ -107,8 +107,11 @@ class Database:
             raise DatabaseUnavailable(f"cannot open database {self.url_for_humans}: {_connect_failure(exc)}") from None
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        """Close the connection, after any transaction another thread is in: closing a
+        SQLite connection under a running statement can crash the process."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.engine == "postgresql" else sql

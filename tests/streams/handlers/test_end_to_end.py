@@ -10,7 +10,7 @@ import zlib
 from datetime import UTC, datetime
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from streams.client import Client
 from streams.config import Settings
@@ -174,3 +174,76 @@ def test_a_chain_of_default_steps_keeps_alpha(settings: Settings, store: ObjectS
         with Image.open(io.BytesIO(store.get(o["bucket"], o["key"]))) as out:
             assert out.mode == "RGBA"
             assert out.getpixel((0, 0))[3] == 0 and out.getpixel((out.width // 2, out.height // 2))[3] == 255
+
+
+def _product_on_white() -> tuple[bytes, Image.Image]:
+    """A blue rounded box on a white backdrop, as a JPEG, and its exact coverage (drawn at 4×)."""
+    import numpy as np
+
+    width, height, ss = 640, 480, 4
+    truth = Image.new("L", (width * ss, height * ss), 0)
+    ImageDraw.Draw(truth).rounded_rectangle((200 * ss, 90 * ss, 420 * ss, 400 * ss), radius=40 * ss, fill=255)
+    truth = truth.resize((width, height), Image.Resampling.BOX)
+    rng = np.random.default_rng(1)
+    colour = np.empty((height, width, 3), np.float32)
+    colour[...] = (0, 70, 150)
+    colour[..., 0] += np.linspace(30, 90, width)
+    colour += rng.normal(0, 4, colour.shape)
+    alpha = np.asarray(truth, np.float32)[..., None] / 255
+    pixels = (alpha * colour + (1 - alpha) * 250).clip(0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue(), truth
+
+
+def test_cutout_then_thumbnail_through_kafka_keeps_the_cut_and_refuses_a_busy_photo(
+    settings: Settings, store: ObjectStore
+) -> None:
+    """``cutout,thumbnail``: a product on white becomes a transparent PNG whose thumbnail
+    keeps the product's outline; a busy photo fails with ``background_not_plain`` (strict,
+    the default) or completes flagged ``trusted=false`` (``strict=false``), and the
+    partition moves on."""
+    import numpy as np
+
+    product, truth = _product_on_white()
+    busy = photo_jpeg(800, 600, seed=4)
+    supervisor = Supervisor(settings, worker_specs(settings, ["ingest", "cutout", "thumbnail"]))
+    supervisor.start()
+    try:
+        client = Client(settings, store)
+        subs = {
+            "product": client.submit(product, "sku.jpg", "cutout,thumbnail:sizes=160"),
+            "busy": client.submit(busy, "scene.jpg", "cutout,thumbnail:sizes=160"),
+            "lenient": client.submit(busy, "scene.jpg", "cutout:strict=false,thumbnail:sizes=160"),
+        }
+        finals = client.wait(list(subs.values()), timeout_s=120)
+    finally:
+        supervisor.stop.set()
+        supervisor.join(30)
+    done = finals[subs["product"].image_id]
+    assert done.status == "completed", done.event
+    cut, thumb = done.event["outputs"]
+    assert (cut["operation"], cut["content_type"], thumb["operation"], thumb["content_type"]) == (
+        "cutout",
+        "image/png",
+        "thumbnail",
+        "image/png",
+    )
+    assert done.event["timings"][0]["details"]["trusted"] == "true"
+    with Image.open(io.BytesIO(store.get(thumb["bucket"], thumb["key"]))) as out:
+        assert out.mode == "RGBA" and out.size == (160, 120)
+        kept = np.asarray(out.getchannel("A")) >= 128
+    want = np.asarray(truth.resize(out.size, Image.Resampling.BOX)) >= 128
+    assert (kept & want).sum() / (kept | want).sum() >= 0.95
+
+    refused = finals[subs["busy"].image_id]
+    assert refused.status == "failed", refused.event
+    assert (refused.event["error_code"], refused.event["retryable"], refused.event["failed_step"]) == (
+        "background_not_plain",
+        False,
+        "cutout",
+    )
+    flagged = finals[subs["lenient"].image_id]
+    assert flagged.status == "completed", flagged.event
+    details = flagged.event["timings"][0]["details"]
+    assert details["trusted"] == "false" and float(details["confidence"]) < 0.5 and details["reason"]

@@ -126,6 +126,7 @@ def test_a_stopped_then_frozen_object_store_pauses_work_and_fails_nothing(
         finally:
             supervisor.stop.set()
             supervisor.join(60)
+            client.close()  # its producer would outlive the module's broker, retrying it
     assert {s.image_id: finals[s.image_id].status for s in subs if s.image_id in finals} == {
         s.image_id: "completed" for s in subs
     }
@@ -177,6 +178,7 @@ def test_a_worker_paused_when_the_group_takes_its_partitions_reads_them_again(
             os.kill(broker, signal.SIGCONT)
             supervisor.stop.set()
             supervisor.join(60)
+            client.close()
     assert {s.image_id: finals[s.image_id].status for s in subs if s.image_id in finals} == {
         s.image_id: "completed" for s in subs
     }

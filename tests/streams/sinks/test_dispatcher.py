@@ -139,7 +139,7 @@ def test_a_backlog_behind_a_slow_receiver_is_sent_exactly_once(tmp_path: Path, d
     with receivers(slow(0.4)) as [receiver], closing(Database(settings)) as db:
         ids = backlog(db, [receiver.url], 80)
         service = dispatcher.Dispatcher(settings, Database(settings), concurrency=4)
-        with running(service), closing(service.db):
+        with closing(service.db), running(service):  # stopped before its database closes
             wait_for(lambda: delivered(db) == len(ids), 60, "every delivery")
         assert receiver.counts() == Counter(dict.fromkeys(ids, 1))
         assert receiver.peak <= 4
@@ -178,7 +178,7 @@ def test_it_claims_only_what_it_can_start_and_a_delivery_costs_a_bounded_number_
         service = dispatcher.Dispatcher(settings, Database(settings), concurrency=3)
         touched: list[dict[str, int]] = []
         started = time.monotonic()
-        with running(service), closing(service.db):
+        with closing(service.db), running(service):  # stopped before its database closes
             while delivered(db) < len(ids):
                 assert time.monotonic() - started < 60, "deliveries took too long"
                 with db.transaction() as tx:
@@ -205,7 +205,7 @@ def test_rows_queued_before_the_target_key_existed_are_delivered(tmp_path: Path,
         with db.transaction() as tx:
             tx.execute("UPDATE webhook_deliveries SET target_key = NULL")
         service = dispatcher.Dispatcher(settings, Database(settings))
-        with running(service), closing(service.db):
+        with closing(service.db), running(service):  # stopped before its database closes
             wait_for(lambda: delivered(db) == len(ids), 30, "every delivery")
         assert receiver.counts() == Counter(dict.fromkeys(ids, 1)) and receiver.peak == 1
 
@@ -218,7 +218,7 @@ def test_a_dispatcher_that_lost_a_lease_records_nothing(tmp_path: Path, sqlite_u
     with receivers(slow(1.0)) as [receiver], closing(Database(settings)) as db:
         (webhook_id,) = backlog(db, [receiver.url], 1)
         service = dispatcher.Dispatcher(settings, Database(settings))
-        with running(service), closing(service.db):
+        with closing(service.db), running(service):  # stopped before its database closes
             wait_for(lambda: bool(receiver.requests), 10, "the attempt")
             with db.transaction() as tx:  # another dispatcher's claim, as after an expired lease
                 tx.execute("UPDATE webhook_deliveries SET claimed_by = 'other', next_attempt_at = ?", (2**62,))
@@ -263,7 +263,7 @@ def test_a_429_with_retry_after_pauses_its_target_while_other_targets_go_on(tmp_
         busy_ids = backlog(db, [busy.url], 5, "busy")
         other_ids = backlog(db, [other.url], 10, "other")
         service = dispatcher.Dispatcher(settings, Database(settings))
-        with running(service), closing(service.db):
+        with closing(service.db), running(service):  # stopped before its database closes
             wait_for(lambda: delivered(db) == 15, 30, "every delivery")
         first, second, *_ = busy.requests
         first_id, throttled_at, next_at = first.headers["webhook-id"], first.at, second.at
