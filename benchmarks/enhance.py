@@ -5,8 +5,13 @@ directory, nothing downloaded) are degraded in known ways — under/over-exposur
 colour casts, low contrast, Gaussian + shot noise and combinations — saved as PNG and
 enhanced through ``Enhance.run`` on those bytes, as a worker would (PNG out, so the
 numbers measure the corrections, not a codec). Each result is compared with the clean
-original by mean CIEDE2000 and SSIM, before vs. after; the clean originals are enhanced
-too, and their change is the do-no-harm figure.
+original by mean CIEDE2000 and SSIM, before vs. after, per degradation and overall (the
+mean over all of them); "over-exposed" is both rows with an exposure gain (a linear gain
+with the highlights clipped, as a sensor does; a camera's own tone curve would roll them
+off instead). The clean originals are enhanced too, and so is a bright photo that is
+right as it is (a high-key portrait: the cat on a near-white backdrop that blows out in
+the corners), which over-exposure detection must leave alone: their change is the
+do-no-harm figure, mean and max. SSIM is compared per image, not only per row.
 
 Speed: a 12-megapixel camera-like JPEG (``streams.dev.samples.photo_jpeg``), JPEG out, on
 one core (the process is pinned to one CPU and numeric libraries to one thread), with
@@ -115,6 +120,26 @@ def photos() -> dict[str, np.ndarray]:
     return {name.split(".")[0]: np.asarray(Image.open(folder / name).convert("RGB")) for name in PHOTOS}
 
 
+def high_key(subject: np.ndarray, side: int = 512) -> np.ndarray:
+    """A studio high-key shot: ``subject`` in a soft-edged ellipse on a white backdrop.
+
+    The backdrop brightens from 236 around the subject to 255 in the corners (about 5% of
+    the image blown), so the image is bright, partly clipped and correctly exposed.
+    """
+    yy, xx = np.mgrid[0:side, 0:side] / (side / 2) - 1.0
+    backdrop = 236 + 19 * np.clip(np.hypot(yy, xx) / 1.3, 0, 1)
+    canvas = np.repeat(backdrop[:, :, None], 3, axis=2)
+    width = int(side * 0.7)
+    height = width * subject.shape[0] // subject.shape[1]
+    small = np.asarray(Image.fromarray(subject).resize((width, height), Image.Resampling.LANCZOS), dtype=np.float64)
+    sy, sx = np.mgrid[0:height, 0:width]
+    fade = np.clip((1 - np.hypot(sy / (height / 2) - 1, sx / (width / 2) - 1)) / 0.25, 0, 1)[:, :, None]
+    top, left = (side - height) // 2, (side - width) // 2
+    window = canvas[top : top + height, left : left + width]
+    canvas[top : top + height, left : left + width] = fade * small + (1 - fade) * window
+    return np.rint(canvas).astype(np.uint8)
+
+
 def to_png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
@@ -136,6 +161,19 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(a, b, channel_axis=2, data_range=255))
 
 
+OVER_EXPOSED = ("over_exposed", "over_exposed+cool_cast")
+
+
+def _summary(rows: list[dict[str, list[float]]]) -> dict[str, float]:
+    before = statistics.fmean(v for row in rows for v in row["ciede2000_before"])
+    after = statistics.fmean(v for row in rows for v in row["ciede2000_after"])
+    return {
+        "ciede2000_before": round(before, 4),
+        "ciede2000_after": round(after, 4),
+        "ciede2000_reduction": round(1.0 - after / before, 4),
+    }
+
+
 def quality(originals: dict[str, np.ndarray], say: Callable[[str], None]) -> dict[str, Any]:
     rows: dict[str, dict[str, list[float]]] = {}
     for index, (kind, degrade) in enumerate(DEGRADATIONS.items()):
@@ -150,25 +188,34 @@ def quality(originals: dict[str, np.ndarray], say: Callable[[str], None]) -> dic
             row["ssim_after"].append(ssim(clean, fixed))
             before, after = row["ciede2000_before"][-1], row["ciede2000_after"][-1]
             say(f"{kind:30s} {name:16s} ΔE {before:5.2f} → {after:5.2f}  {details}")
-    per_kind = {kind: {key: round(statistics.fmean(v), 4) for key, v in row.items()} for kind, row in rows.items()}
-    before = statistics.fmean(v for row in rows.values() for v in row["ciede2000_before"])
-    after = statistics.fmean(v for row in rows.values() for v in row["ciede2000_after"])
-    harm, harm_ssim = [], []
-    for name, clean in originals.items():
+    per_kind = {
+        kind: {**{key: round(statistics.fmean(v), 4) for key, v in row.items()}, **_summary([row])}
+        for kind, row in rows.items()
+    }
+    ssim_lower = [
+        f"{kind}/{name}"
+        for kind, row in rows.items()
+        for name, before, after in zip(originals, row["ssim_before"], row["ssim_after"], strict=True)
+        if after < before
+    ]
+    clean_set = {**originals, "chelsea_high_key": high_key(originals["chelsea"])}
+    harm, harm_ssim = {}, []
+    for name, clean in clean_set.items():
         fixed, details = enhance(clean)
-        harm.append(ciede2000(clean, fixed))
+        harm[name] = round(ciede2000(clean, fixed), 4)
         harm_ssim.append(ssim(clean, fixed))
-        say(f"{'clean':30s} {name:16s} ΔE {harm[-1]:5.2f}  {details}")
+        say(f"{'clean':30s} {name:16s} ΔE {harm[name]:5.2f}  {details}")
     return {
         "photos": list(originals),
         "degradations": per_kind,
-        "ciede2000_before": round(before, 4),
-        "ciede2000_after": round(after, 4),
-        "ciede2000_reduction": round(1.0 - after / before, 4),
-        "ssim_never_lower": all(row["ssim_after"] >= row["ssim_before"] for row in per_kind.values()),
+        **_summary(list(rows.values())),
+        "over_exposed": _summary([rows[kind] for kind in OVER_EXPOSED]),
+        "ssim_never_lower": not ssim_lower,
+        "ssim_lower": ssim_lower,
         "do_no_harm": {
-            "ciede2000_mean": round(statistics.fmean(harm), 4),
-            "ciede2000_max": round(max(harm), 4),
+            "ciede2000_mean": round(statistics.fmean(harm.values()), 4),
+            "ciede2000_max": round(max(harm.values()), 4),
+            "ciede2000": harm,
             "ssim_mean": round(statistics.fmean(harm_ssim), 4),
         },
     }
@@ -253,9 +300,11 @@ def main() -> None:
     timing = speed(args.runs)
     result["speed"] = timing
     result["targets_met"] = {
-        "ciede2000_reduced_30_percent": result["ciede2000_reduction"] >= 0.30,
+        "ciede2000_reduced_65_percent": result["ciede2000_reduction"] >= 0.65,
+        "over_exposed_reduced_35_percent": result["over_exposed"]["ciede2000_reduction"] >= 0.35,
         "ssim_never_lower": result["ssim_never_lower"],
-        "do_no_harm_ciede2000_at_most_3": result["do_no_harm"]["ciede2000_max"] <= 3.0,
+        "do_no_harm_ciede2000_mean_at_most_1": result["do_no_harm"]["ciede2000_mean"] <= 1.0,
+        "do_no_harm_ciede2000_max_at_most_1": result["do_no_harm"]["ciede2000_max"] <= 1.0,
         "under_1s_per_12mp": timing["default_params"]["seconds_median"] < 1.0,
     }
     print(json.dumps(result))

@@ -20,13 +20,17 @@ the outline, the background ``B`` and the subject's colour ``F`` are known local
 the projection of ``I - B`` on ``F - B`` (a two-colour blend), and its colour is what it
 would be without the background, ``B + (I - B) / alpha`` (decontamination: no halo of the
 old background). Pixels that fit no such blend, or edges with too little contrast, keep
-the reduced mask. Transparent pixels carry the subject's colours spread outwards, so a
-later resampling (thumbnail, upscale) draws no dark or background-coloured fringe.
+the reduced mask. Transparent pixels within ``SPREAD_PX`` of the subject carry its colours
+spread outwards, so a later resampling (upscale's, which does not premultiply alpha) draws
+no dark or background-coloured fringe; farther out they are one colour, which keeps the
+PNG encode fast. A part of the subject the colour of the background is still shut off
+from the border by its sharp outline: what strong edges enclose is subject.
 
-It says when it should not be trusted: ``confidence`` (0..1) is the weakest of five
+It says when it should not be trusted: ``confidence`` (0..1) is the weakest of seven
 checks — how much of the border is one colour field, how tight that field is, the
-contrast along the outline, whether GrabCut agreed with the colour seeds, and whether a
-subject of sensible size was found. Below ``MIN_CONFIDENCE``, ``strict=true`` (the
+contrast along the outline, whether GrabCut agreed with the colour seeds, whether a
+subject of sensible size was found, whether long edges run outside the outline (a part
+cut off), and how much of the subject was found by enclosing edges alone. Below ``MIN_CONFIDENCE``, ``strict=true`` (the
 default) fails with ``background_not_plain``; ``strict=false`` completes and reports
 ``trusted=false`` with the confidence and the reason in the details.
 """
@@ -43,12 +47,12 @@ from PIL import Image
 
 # cv2 is imported in the functions that use it: importing the registry (every worker,
 # the upscale path among them) must not load OpenCV (tests/processors/upscale/test_op.py)
-from processors import params
+from processors import params, quality
 from processors.errors import BackgroundNotPlain, InvalidParameters
 from processors.image import (
+    PNG,
     OutputFormat,
     decode,
-    encode,
     format_for,
     format_name,
     orient,
@@ -85,8 +89,22 @@ HOLE_SHARE = 0.5
 transparent; less, it is part of the subject (a white label on a white box)."""
 ALPHA_SNAP = 0.05
 """Alphas this close to 0 or 1 are noise around a blend (JPEG ringing, sensor noise): snapped."""
+EDGE_DE = 3.0
+"""Smallest colour gradient (ΔE per reduced pixel, and 3× the border's own) that is an edge:
+shading, soft shadows and noise stay below it, an object's outline does not."""
+STRAY_SHARE = 0.02
+"""Long edges off the outline, as a share of its length, at which the cut is no longer trusted:
+part of the subject (a pale part the colour of the background) may have been cut off."""
+STRAY_LENGTH = 6
+"""Edges shorter than this (reduced pixels) off the outline are specks on the backdrop, not an outline."""
+ENCLOSED_SHARE = 0.45
+"""Share of the subject found only because edges enclose it, at which the cut is no longer trusted."""
 MIN_CONFIDENCE = 0.5
 MAX_PADDING = 100
+SPREAD_PX = 16
+PNG_LEVEL = 2
+"""zlib level of a transparent PNG output (see ``_encode_png``)."""
+"""How far (full-size pixels) past the visible subject transparent pixels carry its colours."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,7 +122,7 @@ class CutoutParams:
     strict: bool = True
     format: OutputFormat | None = None
     """None: ``auto``, PNG while the output has transparency (JPEG onto a ``background``)."""
-    quality: int = 90
+    quality: quality.Quality = 90
     strip: bool = True
 
 
@@ -131,6 +149,7 @@ _PARSERS: Mapping[str, params.Parser] = {
     "format": params.output_format,
     "padding": _parse_padding,
     "quality": params.quality,
+    "quality_target": params.quality_target,
     "strict": params.boolean,
     "strip": params.boolean,
     "trim": params.boolean,
@@ -247,6 +266,20 @@ def _background_like(chroma: np.ndarray, lightness: np.ndarray, spread: float) -
     return (chroma < tolerance) & (lightness < tolerance) & (lightness > -SHADOW_DL)
 
 
+def _edges(lab: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """Strong colour edges of the reduced copy: Sobel's gradient in CIELAB (ΔE per pixel)
+    above ``EDGE_DE`` and above three times its 90th percentile over the plain border."""
+    import cv2
+
+    square = np.zeros(lab.shape[:2], np.float32)
+    for channel in cv2.split(lab):
+        gx = cv2.Sobel(channel, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
+        gy = cv2.Sobel(channel, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
+        square += gx * gx + gy * gy
+    noise = float(np.percentile(square[ring], 90)) if ring.any() else 0.0
+    return np.asarray(square > max(EDGE_DE**2, 9.0 * noise))
+
+
 def _clip01(value: float) -> float:
     return min(1.0, max(0.0, value))
 
@@ -309,7 +342,9 @@ class _Context:
     from it. ``grabcut`` is GrabCut's label map (seeded, then settled) and ``mask`` the
     subject at the reduced size (True = subject); ``seeds`` the probable-foreground seeds
     it started from. ``alpha`` is the full-size alpha; ``confidence`` and ``reason`` the
-    judgement; ``details`` what the completion event reports.
+    judgement; ``details`` what the completion event reports. ``image`` is last the output
+    image, and ``rgba`` its pixels when it is transparent (None onto a ``background``);
+    ``rendition`` the encoded output (None until an encode step writes it).
     """
 
     data: bytes
@@ -324,15 +359,18 @@ class _Context:
     background: _Background = field(init=False)
     distance: np.ndarray = field(init=False)
     like: np.ndarray = field(init=False)
+    edges: np.ndarray = field(init=False)
+    enclosed: np.ndarray = field(init=False)
     seeds: np.ndarray = field(init=False)
     cut: np.ndarray = field(init=False)
     grabcut: np.ndarray = field(init=False)
     mask: np.ndarray = field(init=False)
     alpha: np.ndarray = field(init=False)
+    rgba: np.ndarray | None = None
     confidence: float = 0.0
     reason: str = ""
     details: dict[str, str] = field(default_factory=dict)
-    rendition: Rendition = field(init=False)
+    rendition: Rendition | None = None
 
 
 def _decode(ctx: _Context) -> None:
@@ -375,6 +413,7 @@ def _model_background(ctx: _Context) -> None:
     chroma, lightness = _differences(ctx.small, ctx.lab, ctx.background.lab)
     ctx.distance = _distance(chroma, lightness)
     ctx.like = _background_like(chroma, lightness, ctx.background.spread)
+    ctx.edges = _edges(ctx.lab, ctx.background.inliers)
 
 
 def _seed(ctx: _Context) -> None:
@@ -404,7 +443,41 @@ def _segment(ctx: _Context) -> None:
         cv2.grabCut(ctx.small, labels, (0, 0, 0, 0), bgd, fgd, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
     ctx.cut = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
     mask = _grow(_drop_specks(ctx.cut), ctx.like)
-    ctx.mask = _fill_holes(mask, ctx.like, ctx.background.ring)
+    ctx.enclosed = _enclosed(mask, ctx.edges, ctx.background.ring)
+    ctx.mask = _fill_holes(mask | ctx.enclosed, ctx.like, ctx.background.ring)
+
+
+def _off_outline(mask: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Strong edges more than three pixels from the subject (its own outline is nearer)."""
+    import cv2
+
+    return edges & ~cv2.dilate(mask.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+
+
+def _enclosed(mask: np.ndarray, edges: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """What strong edges off the outline close off from the border, with those edges.
+
+    A part of the product the colour of the background (a pale grey panel on white, a
+    light label on grey) is given to the background by the colour models and by the
+    shadow rule, but its outline against the backdrop is still a sharp edge: a region
+    that such an edge and the subject shut off from the border is subject. A hole the
+    subject alone encloses (a handle's gap) is not touched here (``_fill_holes``).
+    """
+    import cv2
+
+    free = ~mask & ~edges
+    count, labels = cv2.connectedComponents(free.astype(np.uint8), connectivity=4)
+    fill = np.zeros(count, bool)
+    beside = cv2.dilate(_off_outline(mask, edges).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    fill[np.unique(labels[beside & free])] = True
+    fill[np.unique(labels[ring])] = False
+    fill[0] = False
+    _, holes = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
+    open_to_border = np.isin(holes, np.unique(holes[ring]))
+    region = fill[labels] & open_to_border
+    if not region.any():
+        return region
+    return region | (cv2.dilate(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & edges)
 
 
 def _grow(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -456,14 +529,19 @@ def _judge(ctx: _Context) -> None:
     inside = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8))
     edge = cv2.morphologyEx(inside, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(bool) & inside.astype(bool)
     contrast = float(np.median(ctx.distance[edge])) if edge.any() else 0.0
-    union = np.count_nonzero(ctx.cut | mask)
-    agreement = np.count_nonzero(ctx.cut & mask) / union if union else 0.0
+    found = ctx.cut | ctx.enclosed
+    union = np.count_nonzero(found | mask)
+    agreement = np.count_nonzero(found & mask) / union if union else 0.0
+    stray = _long_edges(_off_outline(mask, ctx.edges)) / max(int(np.count_nonzero(edge)), 1)
+    enclosed = int(np.count_nonzero(ctx.enclosed & mask)) / max(int(np.count_nonzero(mask)), 1)
     checks = {
         "the border is not one colour field": _clip01((bg.inlier_share - 0.55) / 0.3),
         "the background is not plain": _clip01((12.0 - bg.spread) / 8.0) if math.isfinite(bg.spread) else 0.0,
         "the subject hardly stands out from the background": _clip01((contrast - 4.0) / 8.0),
         "the outline does not follow the colours": _clip01((agreement - 0.6) / 0.3),
         "no subject of sensible size was found": 1.0 if 0.002 <= coverage <= 0.92 else 0.0,
+        "edges run outside the outline (part of the subject may be cut off)": _clip01(1.0 - stray / (2 * STRAY_SHARE)),
+        "much of the subject stands out by its outline only": _clip01(1.0 - enclosed / (2 * ENCLOSED_SHARE)),
     }
     ctx.reason, ctx.confidence = min(checks.items(), key=lambda item: item[1])
     trusted = ctx.confidence >= MIN_CONFIDENCE
@@ -474,6 +552,8 @@ def _judge(ctx: _Context) -> None:
         border_plain_share=f"{bg.inlier_share:.2f}",
         border_spread_de=f"{bg.spread:.1f}" if math.isfinite(bg.spread) else "inf",
         edge_contrast_de=f"{contrast:.1f}",
+        stray_edge_share=f"{stray:.3f}",
+        enclosed_share=f"{enclosed:.3f}",
         coverage=f"{coverage:.3f}",
     )
     if not trusted:
@@ -483,6 +563,17 @@ def _judge(ctx: _Context) -> None:
                 f"cutout: {ctx.reason} (confidence {ctx.confidence:.2f} < {MIN_CONFIDENCE}); "
                 "pass strict=false to accept the result anyway"
             )
+
+
+def _long_edges(edges: np.ndarray) -> int:
+    """Pixels of the edges at least ``STRAY_LENGTH`` long (specks on the backdrop left out)."""
+    import cv2
+
+    count, _, stats, _ = cv2.connectedComponentsWithStats(edges.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return 0
+    extent = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
+    return int(stats[1:, cv2.CC_STAT_AREA][extent >= STRAY_LENGTH].sum())
 
 
 def _refine(ctx: _Context) -> None:
@@ -501,9 +592,9 @@ def _refine(ctx: _Context) -> None:
     colour_bg = _spread_colours(small, outer, 1.5, np.asarray(ctx.background.colour, np.float32))
     size = (width, height)
     ctx.alpha = cv2.resize(mask8 * 255, size, interpolation=cv2.INTER_NEAREST)
-    band = cv2.resize(band_small, size, interpolation=cv2.INTER_NEAREST)
-    ys, xs = np.nonzero(band)
-    if len(ys):
+    band = cv2.findNonZero(cv2.resize(band_small, size, interpolation=cv2.INTER_NEAREST))
+    if band is not None:
+        xs, ys = np.ascontiguousarray(band[:, 0, 0]), np.ascontiguousarray(band[:, 0, 1])
         sx, sy = small.shape[1] / width, small.shape[0] / height
         image = rgb[ys, xs].astype(np.float32)
         fg = _sample(colour_fg, xs, ys, sx, sy)
@@ -514,8 +605,29 @@ def _refine(ctx: _Context) -> None:
         rgb[ys, xs] = colour
     if ctx.alpha_in is not None:
         np.minimum(ctx.alpha, ctx.alpha_in, out=ctx.alpha)
-    spread = cv2.resize(np.clip(colour_fg, 0, 255).astype(np.uint8), size, interpolation=cv2.INTER_LINEAR)
-    cv2.copyTo(spread, (ctx.alpha == 0).view(np.uint8), rgb)
+    _fill_transparent(rgb, ctx.alpha, cv2.dilate(mask8, kernel), colour_fg, fallback_fg)
+
+
+def _fill_transparent(
+    rgb: np.ndarray, alpha: np.ndarray, visible: np.ndarray, colour_fg: np.ndarray, constant: np.ndarray
+) -> None:
+    """The colours under ``alpha == 0``: the subject's, spread ``SPREAD_PX`` past it; one colour beyond.
+
+    ``visible`` (reduced) covers every pixel that may have alpha. A resampling that does
+    not premultiply (upscale's Lanczos and network) reads a few pixels past the edge, so
+    those carry the subject's colours; farther out nothing reads them, and one constant
+    colour there (the subject's mean) leaves PNG almost nothing to encode.
+    """
+    import cv2
+
+    height, width = alpha.shape
+    reach = math.ceil(SPREAD_PX * max(visible.shape[1] / width, visible.shape[0] / height))
+    near = cv2.dilate(visible, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)))
+    spread = np.empty(colour_fg.shape, np.uint8)
+    spread[:] = np.clip(np.rint(constant), 0, 255).astype(np.uint8)
+    np.copyto(spread, np.clip(np.rint(colour_fg), 0, 255).astype(np.uint8), where=near.astype(bool)[..., None])
+    full = cv2.resize(spread, (width, height), interpolation=cv2.INTER_LINEAR)
+    cv2.copyTo(full, (alpha == 0).view(np.uint8), rgb)
 
 
 def _blend(image: np.ndarray, fg: np.ndarray, bg: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -541,37 +653,72 @@ def _blend(image: np.ndarray, fg: np.ndarray, bg: np.ndarray, coarse: np.ndarray
 
 
 def _compose(ctx: _Context) -> None:
-    """The output image: trimmed and padded if asked, onto ``background`` if given."""
+    """The output image: trimmed and padded if asked, onto ``background`` if given.
+
+    A padding repeats the edge's colours outwards (under alpha 0), as ``_refine`` spreads
+    them, so that nothing dark is drawn in at the edge when the output is resampled.
+    """
     import cv2
 
-    p = ctx.params
-    img = Image.fromarray(ctx.rgb)
-    alpha = Image.fromarray(ctx.alpha)
+    p, rgb, alpha = ctx.params, ctx.rgb, ctx.alpha
     if p.trim:
-        x, y, w, h = cv2.boundingRect(ctx.alpha)
+        x, y, w, h = cv2.boundingRect(alpha)
         if w and h:
             pad = math.ceil(max(w, h) * p.padding / 100)
-            canvas_rgb = Image.new("RGB", (w + 2 * pad, h + 2 * pad), (0, 0, 0))
-            canvas_alpha = Image.new("L", canvas_rgb.size, 0)
-            canvas_rgb.paste(img.crop((x, y, x + w, y + h)), (pad, pad))
-            canvas_alpha.paste(alpha.crop((x, y, x + w, y + h)), (pad, pad))
-            img, alpha = canvas_rgb, canvas_alpha
+            rgb = cv2.copyMakeBorder(rgb[y : y + h, x : x + w], pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+            alpha = cv2.copyMakeBorder(alpha[y : y + h, x : x + w], pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
             ctx.details["subject_box"] = f"{x},{y},{w},{h}"
     if p.background is not None:
-        flat = Image.new("RGB", img.size, p.background)
-        flat.paste(img, mask=alpha)
+        flat = Image.new("RGB", (rgb.shape[1], rgb.shape[0]), p.background)
+        flat.paste(Image.fromarray(rgb), mask=Image.fromarray(alpha))
         ctx.image = flat
     else:
-        img.putalpha(alpha)
-        ctx.image = img
+        ctx.rgba = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)
+        ctx.rgba[..., 3] = alpha
+        ctx.image = Image.fromarray(ctx.rgba)  # shares ctx.rgba's memory
+
+
+def _encode_png(ctx: _Context) -> None:
+    """A transparent PNG, written by OpenCV with the Up filter on every row.
+
+    Pillow tries five filters on each row and keeps the best; on a 12-megapixel RGBA
+    output that choice costs more than the whole cut. One fixed filter at ``PNG_LEVEL``
+    writes files about as small (within a few percent) in a third of the time.
+    """
+    import cv2
+
+    p, img = ctx.params, ctx.image
+    if ctx.rgba is None or format_for(p.format, img) is not PNG:
+        return
+    bgra = cv2.cvtColor(ctx.rgba, cv2.COLOR_RGBA2BGRA)
+    options = [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+    if ctx.exif:
+        tiff = np.frombuffer(ctx.exif.removeprefix(b"Exif\x00\x00"), np.uint8)
+        ok, data = cv2.imencodeWithMetadata(".png", bgra, [cv2.IMAGE_METADATA_EXIF], [tiff], options)
+    else:
+        ok, data = cv2.imencode(".png", bgra, options)
+    if not ok:
+        raise RuntimeError("cutout: OpenCV could not encode the PNG")
+    ctx.rendition = Rendition(
+        name="cutout",
+        data=data.tobytes(),
+        width=img.width,
+        height=img.height,
+        content_type=PNG.content_type,
+        extension=PNG.extension,
+    )
 
 
 def _encode(ctx: _Context) -> None:
+    if ctx.rendition is not None:  # a transparent PNG, written by _encode_png
+        return
     p, img = ctx.params, ctx.image
     fmt = format_for(p.format, img)
+    encoded = quality.encode_at(img, fmt, p.quality, background=p.background or (255, 255, 255), exif=ctx.exif)
+    ctx.details.update(quality.details([encoded]))
     ctx.rendition = Rendition(
         name="cutout",
-        data=encode(img, fmt, quality=p.quality, background=p.background or (255, 255, 255), exif=ctx.exif),
+        data=encoded.data,
         width=img.width,
         height=img.height,
         content_type=fmt.content_type,
@@ -591,6 +738,7 @@ _STEPS: tuple[Callable[[_Context], None], ...] = (
     _judge,
     _refine,
     _compose,
+    _encode_png,
     _encode,
 )
 
@@ -599,8 +747,10 @@ class Cutout:
     """The ``cutout`` operation (see ``processors.operation.Operation``)."""
 
     name = "cutout"
-    version = "1"
+    version = "2"
     max_batch = 8
+    omitted_defaults = quality.OMITTED_DEFAULTS
+    """Named in canonical params only with ``quality=auto``."""
 
     def parse_params(self, raw: Mapping[str, str]) -> CutoutParams:
         """Parse the parameters; every one is optional.
@@ -614,8 +764,8 @@ class Cutout:
           background is not plain enough to trust the cut; ``false`` completes and reports
           ``trusted`` and ``confidence`` in the details.
         - ``format`` (auto, png, webp, avif, jpeg, jpg; default auto: PNG while transparent,
-          JPEG onto a background), ``quality`` (1..100, default 90), ``strip`` (drop EXIF,
-          default true).
+          JPEG onto a background), ``quality`` (1..100 or ``auto``, default 90), ``quality_target``,
+          ``strip`` (drop EXIF, default true).
         """
         parsed = CutoutParams(**params.parse_fields("cutout", raw, _PARSERS))
         if parsed.padding and not parsed.trim:
@@ -628,7 +778,7 @@ class Cutout:
             "background": "none" if params.background is None else bytes(params.background).hex(),
             "format": format_name(params.format),
             "padding": str(params.padding),
-            "quality": str(params.quality),
+            **quality.canonical(params.quality),
             "strict": str(params.strict).lower(),
             "strip": str(params.strip).lower(),
             "trim": str(params.trim).lower(),
@@ -643,6 +793,7 @@ class Cutout:
         ctx = _Context(data=data, params=params, limits=limits)
         for step in _STEPS:
             step(ctx)
+        assert ctx.rendition is not None  # _encode always writes one
         return StepResult(renditions=[ctx.rendition], backend="opencv", details=ctx.details)
 
 

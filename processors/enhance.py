@@ -34,11 +34,10 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageChops
 
-from processors import params
+from processors import params, quality
 from processors.image import (
     OutputFormat,
     decode,
-    encode,
     format_for,
     format_name,
     orient,
@@ -67,9 +66,12 @@ MIN_PIXELS = 64
 # coloured things). On real neutral photos its log-chroma error reaches ~0.1 along the
 # warm-cool (blackbody) axis and ~0.35 along green-magenta, where real light sources
 # rarely stray; that much is treated as the scene's own colour (dead zone), the rest is
-# corrected, capped.
+# corrected, capped. A cast well past the dead zone is no longer plausibly the scene's:
+# from ``WB_FULL`` × the dead zone on, all of it is taken out, the scene's own share then
+# being as likely to add to the cast as to cancel it; in between, the correction ramps up.
 WB_DEAD_ZONES = (0.1, 0.4)
 WB_CAPS = (0.7, 0.3)
+WB_FULL = 2.5
 
 # Exposure, brightening: towards a log-average luminance of 0.18 (middle gray) past a
 # dead zone, but never further than the highlights allow (the 99.9th percentile may reach
@@ -80,24 +82,43 @@ HEADROOM_TARGET = 0.95
 HIGHLIGHT_QUANTILE = 0.999
 SHOULDER_KNEE = 0.9
 """Linear level above which brightened highlights roll off into white instead of clipping."""
-# Exposure, darkening: when the median tone sits above 0.48 (sRGB) and highlights are
-# blown, the image is darkened by the gain that brings the median back to 0.48, in full
-# once 5% of the pixels are blown; above ``DARKEN_KNEE`` (linear) the curve bends up to
-# keep white white. A white background (a quarter of the image or more pure white) is
-# left out of the median: the product on it is what is judged.
+# Exposure, darkening: an over-exposed photo is one whose highlights were cut off inside
+# its content, so the evidence is clipped pixels (a channel at ``BLOWN`` or above) that
+# border detailed, unclipped ones, counted on a half-size copy of the downsampled image
+# (noise speckles average out there). Well-exposed photos have at most ~0.4% such pixels;
+# a white backdrop, snow or an overcast sky has next to none, since nothing detailed
+# borders its clipping. From ``CLIP_EDGE_FLOOR`` to ``CLIP_EDGE_FULL`` the evidence ramps
+# to 1, and the image is darkened by that share of the gain that brings the median tone
+# back to ``BRIGHT_MEDIAN`` (sRGB; typical photos sit at 0.2-0.5), at most
+# ``MAX_DARKEN_EV``. Above ``DARKEN_KNEE`` (linear) the curve bends up to keep white white.
+# A white background (a quarter of the image or more pure white) is left out of the
+# median: the product on it is what is judged.
 BRIGHT_MEDIAN = 0.48
 BLOWN = 254
-BLOWN_EVIDENCE = 0.05
+TEXTURE = 0.01
+"""Luma step (sRGB 0..1) to a neighbour in the half-size copy from which a pixel counts as detail."""
+CLIP_EDGE_FLOOR = 0.005
+CLIP_EDGE_FULL = 0.02
+MAX_DARKEN_EV = 1.5
 WHITE = 252
 """8-bit level from which a pixel whose every channel is this bright counts as pure white."""
 WHITE_BACKGROUND = 0.25
-DARKEN_KNEE = 0.4
+DARKEN_KNEE = 0.7
+MIN_SIDE = 32
+"""Shorter side (downsampled copy) below which clipped edges are counted without halving it first."""
 MAX_EV = 3.0
 
 # Contrast: a levels stretch of the 0.1%-99.9% range towards 0-1. A range that already
-# spans more than e^-0.2 ≈ 82% is left alone; below that it is stretched by the shortfall.
+# spans more than e^-0.18 ≈ 84% is left alone; below that it is stretched by the shortfall,
+# which grows in quadratically over its first 0.08 (a photo just past the dead zone gets a
+# barely visible stretch, not a 4% one) and one for one after. A range that is clearly
+# washed out (``CONTRAST_FULL`` past the dead zone) is stretched all the way to
+# ``FULL_SPREAD``, the span of a typical photo, ramping there smoothly.
 LEVELS_QUANTILE = 0.001
-CONTRAST_DEAD_ZONE = 0.2
+CONTRAST_DEAD_ZONE = 0.18
+CONTRAST_ONSET = 0.08
+CONTRAST_FULL = 0.4
+FULL_SPREAD = 0.95
 MAX_CONTRAST = 2.0
 FLAT_SPREAD = 0.1
 """Tones spanning less than this are a flat subject (a wall, a sky), not a washed-out photo: not stretched."""
@@ -150,7 +171,7 @@ class EnhanceParams:
     denoise: Sigmas | Switch = "auto"
     sharpen: Amount = "auto"
     format: OutputFormat | None = None  # auto: PNG when the image has transparency, else JPEG
-    quality: int = 90
+    quality: quality.Quality = 90
     strip: bool = True
 
 
@@ -200,6 +221,7 @@ _PARSERS: Mapping[str, params.Parser] = {
     "exposure": _amount(-MAX_EV, MAX_EV, "EV"),
     "format": params.output_format,
     "quality": params.quality,
+    "quality_target": params.quality_target,
     "saturation": _amount(0.0, 3.0, "a factor"),
     "sharpen": _amount(0.0, 3.0, "an amount"),
     "strength": _parse_strength,
@@ -238,11 +260,6 @@ def _quantile(hist: np.ndarray, q: float) -> float:
     """The level (0..1) below which a fraction ``q`` of a 256-bin histogram lies."""
     cumulative = np.cumsum(hist)
     return float(np.searchsorted(cumulative, q * cumulative[-1])) / 255.0
-
-
-def _remap(hists: np.ndarray, luts: np.ndarray) -> np.ndarray:
-    """Per-channel histograms of an image after ``luts`` (8-bit tables), without touching it."""
-    return np.stack([np.bincount(lut, weights=h, minlength=256) for h, lut in zip(hists, luts, strict=True)])
 
 
 def _to_table(curve: np.ndarray) -> np.ndarray:
@@ -384,6 +401,12 @@ def _gray_edge(lin: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
     return np.log(norm[[0, 2]] / norm[1])
 
 
+def _ramp(x: float, zone: float, full: float) -> float:
+    """0 up to ``zone``, 1 from ``full`` on, and between them a smooth (C¹) rise."""
+    t = min(max((x - zone) / (full - zone), 0.0), 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
 def _auto_gains(stats: _Stats, strength: float) -> Gains:
     """Gains that take the part of the estimated cast beyond the dead zones out, keeping gray's brightness."""
     lin, valid = _LINEAR_LEVELS.astype(np.float32)[stats.small], stats.valid
@@ -396,7 +419,7 @@ def _auto_gains(stats: _Stats, strength: float) -> Gains:
     log_r, log_b = cast
     axes = ((log_r - log_b) / math.sqrt(2), (log_r + log_b) / math.sqrt(2))  # warm-cool, magenta-green
     warm, magenta = (
-        math.copysign(min(max(abs(a) - zone, 0.0), cap), a) * strength
+        math.copysign(min(abs(a) * _ramp(abs(a), zone, WB_FULL * zone), cap), a) * strength
         for a, zone, cap in zip(axes, WB_DEAD_ZONES, WB_CAPS, strict=True)
     )
     r, b = math.exp(-(warm + magenta) / math.sqrt(2)), math.exp(-(magenta - warm) / math.sqrt(2))
@@ -415,8 +438,6 @@ def _auto_ev(stats: _Stats, gains: Gains, strength: float) -> float:
     brighten = min(math.log2(KEY_TARGET / key) - KEY_DEAD_ZONE_EV, headroom)
     if brighten > 0:
         return round(min(brighten, MAX_EV) * strength, 2)
-    hists = _remap(stats.hists, _Tone(gains=gains).tables(bands))
-    blown = max(float(h[BLOWN:].sum() / h.sum()) for h in hists)
     srgb = _toned(stats, _Tone(gains=gains))
     tone = (srgb @ _LUMA if bands == 3 else srgb[:, :, 0])[stats.valid]
     white = _channel_min(srgb)[stats.valid] >= WHITE / 255.0
@@ -427,8 +448,31 @@ def _auto_ev(stats: _Stats, gains: Gains, strength: float) -> float:
     median = float(np.median(tone))
     if median <= BRIGHT_MEDIAN:
         return 0.0
-    darken = math.log2(_linear(BRIGHT_MEDIAN) / _linear(median))
-    return round(max(darken, -MAX_EV) * min(blown / BLOWN_EVIDENCE, 1.0) * strength, 2) + 0.0
+    darken = max(math.log2(_linear(BRIGHT_MEDIAN) / _linear(median)), -MAX_DARKEN_EV)
+    evidence = (_clipped_edges(srgb, stats.valid) - CLIP_EDGE_FLOOR) / (CLIP_EDGE_FULL - CLIP_EDGE_FLOOR)
+    return round(darken * min(max(evidence, 0.0), 1.0) * strength, 2) + 0.0
+
+
+def _clipped_edges(srgb: np.ndarray, valid: np.ndarray) -> float:
+    """The share of (half-size) pixels that are clipped and touch an unclipped detailed one.
+
+    That is where over-exposure cut into the content; a clipped backdrop or sky borders
+    only smooth tones, and a clean photo's few specular highlights are small.
+    """
+    if min(srgb.shape[:2]) >= 2 * MIN_SIDE:
+        srgb, valid = _halve(srgb), _halve(valid.astype(np.float64)) == 1.0
+    luma = srgb @ _LUMA if srgb.shape[2] == 3 else srgb[:, :, 0]
+    step = np.maximum(
+        np.abs(np.diff(luma, axis=1, append=luma[:, -1:])), np.abs(np.diff(luma, axis=0, append=luma[-1:]))
+    )
+    clipped = _channel_max(srgb) >= BLOWN / 255.0
+    detail = (step >= TEXTURE) & ~clipped
+    touches = np.zeros_like(clipped)
+    touches[1:] |= detail[:-1]
+    touches[:-1] |= detail[1:]
+    touches[:, 1:] |= detail[:, :-1]
+    touches[:, :-1] |= detail[:, 1:]
+    return float((clipped & touches)[valid].mean()) if valid.any() else 0.0
 
 
 def _extremes(stats: _Stats, tone: _Tone, quantile: float) -> tuple[float, float]:
@@ -461,7 +505,11 @@ def _levels(stats: _Stats, tone: _Tone, slope: float | None, strength: float) ->
     if slope is None:
         if spread < FLAT_SPREAD:
             return tone
-        shortfall = max(-math.log(spread) - CONTRAST_DEAD_ZONE, 0.0)
+        excess = max(-math.log(spread) - CONTRAST_DEAD_ZONE, 0.0)
+        onset = excess < CONTRAST_ONSET
+        shortfall = excess * excess / (2 * CONTRAST_ONSET) if onset else excess - CONTRAST_ONSET / 2
+        full = math.log(FULL_SPREAD / spread)
+        shortfall += (full - shortfall) * _ramp(excess, CONTRAST_ONSET, CONTRAST_FULL)
         slope = round(min(math.exp(shortfall * strength), MAX_CONTRAST), 2)
     if slope == 1.0:
         return tone
@@ -799,9 +847,11 @@ def _join_alpha(ctx: _Context) -> None:
 def _encode(ctx: _Context) -> None:
     p, img = ctx.params, ctx.image
     fmt = format_for(p.format, img)
+    encoded = quality.encode_at(img, fmt, p.quality, exif=ctx.exif)
+    ctx.details.update(quality.details([encoded]))
     ctx.rendition = Rendition(
         name="enhanced",
-        data=encode(img, fmt, quality=p.quality, exif=ctx.exif),
+        data=encoded.data,
         width=img.width,
         height=img.height,
         content_type=fmt.content_type,
@@ -828,8 +878,10 @@ class Enhance:
     """The ``enhance`` operation (see ``processors.operation.Operation``)."""
 
     name = "enhance"
-    version = "2"
+    version = "4"
     max_batch = 8
+    omitted_defaults = quality.OMITTED_DEFAULTS
+    """Named in canonical params only with ``quality=auto``."""
 
     def parse_params(self, raw: Mapping[str, str]) -> EnhanceParams:
         """Parse the parameters; every one is optional.
@@ -850,8 +902,8 @@ class Enhance:
           the measured noise are never boosted, and no pixel moves by more than 12 levels.
 
         Output: ``format`` (auto, jpeg, jpg, webp, avif, png; default auto: PNG for
-        images with transparency, else JPEG), ``quality``
-        (1..100, default 90), ``strip`` (``true``/``false``: drop EXIF; default true).
+        images with transparency, else JPEG), ``quality`` (1..100 or ``auto`` with
+        ``quality_target``, default 90), ``strip`` (``true``/``false``: drop EXIF; default true).
         """
         return EnhanceParams(**params.parse_fields("enhance", raw, _PARSERS))
 
@@ -862,7 +914,7 @@ class Enhance:
             "denoise": _spell(params.denoise),
             "exposure": _spell(params.exposure),
             "format": format_name(params.format),
-            "quality": str(params.quality),
+            **quality.canonical(params.quality),
             "saturation": _spell(params.saturation),
             "sharpen": _spell(params.sharpen),
             "strength": _spell(params.strength),

@@ -5,6 +5,10 @@ returns the typed value, or raises ``ValueError`` saying what it expected; ``par
 rejects unknown keys and turns a parser's ``ValueError`` into one ``InvalidParameters``
 that names the operation, the key, the value and the expectation. The options several
 operations share (output format, quality, booleans, bounded numbers) are parsed here once.
+
+``quality`` is an integer or ``auto`` (``processors.quality``); ``quality_target``, the
+SSIMULACRA2 score auto aims for, is folded into it by ``parse_fields`` (and rejected
+without auto); ``processors.quality.canonical`` spells both back for ``canonical_params``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from processors.errors import InvalidParameters
 from processors.image import AUTO, FORMATS, OutputFormat
+from processors.quality import MAX_TARGET, MIN_TARGET, AutoQuality, Quality
 
 Parser = Callable[[str], Any]
 
@@ -33,6 +38,10 @@ def parse_fields(operation: str, raw: Mapping[str, str], parsers: Mapping[str, P
             values[key] = parsers[key](value)
         except ValueError as exc:
             raise InvalidParameters(f"{operation}: invalid {key}={value!r}: expected {exc}") from None
+    if "quality_target" in values:
+        if not isinstance(values.get("quality"), AutoQuality):
+            raise InvalidParameters(f"{operation}: quality_target needs quality=auto")
+        values["quality"] = AutoQuality(values.pop("quality_target"))
     return values
 
 
@@ -53,10 +62,18 @@ def output_format(value: str) -> OutputFormat | None:
     return fmt
 
 
-def quality(value: str) -> int:
+def quality(value: str) -> Quality:
+    """An encoder quality 1..100, or ``auto``: the lowest that scores ``quality_target``."""
+    if value == AUTO:
+        return AutoQuality()
     if not re.fullmatch(r"[0-9]{1,3}", value, re.ASCII) or not 1 <= int(value) <= 100:
-        raise ValueError("an integer 1..100")
+        raise ValueError("auto or an integer 1..100")
     return int(value)
+
+
+def quality_target(value: str) -> float:
+    """The SSIMULACRA2 score ``quality=auto`` must reach (``processors.quality``)."""
+    return number(value, MIN_TARGET, MAX_TARGET, f"an SSIMULACRA2 score {MIN_TARGET:g}..{MAX_TARGET:g}")
 
 
 def boolean(value: str) -> bool:

@@ -22,12 +22,11 @@ from typing import ClassVar, Literal
 
 from PIL import Image
 
-from processors import focus, params
+from processors import focus, params, quality
 from processors.focus import DEFAULT_GRAVITY, Detection, Gravity
 from processors.image import (
     OutputFormat,
     display_size,
-    encode,
     format_for,
     format_name,
     load,
@@ -75,7 +74,8 @@ class ThumbnailParams:
     gravity: Gravity = DEFAULT_GRAVITY
     format: OutputFormat | None = None
     """None: ``auto`` (PNG for images with transparency, else JPEG), one format for every size."""
-    quality: int = 82
+    quality: quality.Quality = 82
+    """Or ``quality=auto`` (``processors.quality``): chosen per size."""
     strip: bool = True
     upscale: bool = False
     background: tuple[int, int, int] = (255, 255, 255)
@@ -126,6 +126,7 @@ _PARSERS: Mapping[str, params.Parser] = {
     "format": params.output_format,
     "gravity": focus.parse_gravity,
     "quality": params.quality,
+    "quality_target": params.quality_target,
     "sizes": _parse_sizes,
     "strip": params.boolean,
     "upscale": params.boolean,
@@ -257,27 +258,30 @@ def _crops(plan: _Plan, source: tuple[int, int]) -> bool:
 
 
 def _render(ctx: _Context) -> None:
-    """Resize and encode each size from the same decoded image, in the order asked."""
+    """Resize and encode each size from the same decoded image, in the order asked; with
+    ``quality=auto`` the details say each size's ``quality`` and ``ssimulacra2``."""
     p = ctx.params
     img = ctx.image
     to_decoded_x = img.width / ctx.source_size[0]
     to_decoded_y = img.height / ctx.source_size[1]
     fmt = format_for(p.format, img)
+    encoded: list[quality.Encoded] = []
     for box, plan in zip(p.sizes, ctx.plans, strict=True):
         left, top, right, bottom = plan.region
         region = (left * to_decoded_x, top * to_decoded_y, right * to_decoded_x, bottom * to_decoded_y)
         resized = img.resize(plan.size, Image.Resampling.LANCZOS, box=region, reducing_gap=REDUCING_GAP)
-        data = encode(resized, fmt, quality=p.quality, background=p.background, exif=ctx.exif)
+        encoded.append(quality.encode_at(resized, fmt, p.quality, background=p.background, exif=ctx.exif))
         ctx.renditions.append(
             Rendition(
                 name=f"thumb-{box.label}" + ("-cover" if p.fit == "cover" else ""),
-                data=data,
+                data=encoded[-1].data,
                 width=resized.width,
                 height=resized.height,
                 content_type=fmt.content_type,
                 extension=fmt.extension,
             )
         )
+    ctx.details.update(quality.details(encoded))
 
 
 _STEPS: tuple[Callable[[_Context], None], ...] = (
@@ -301,27 +305,28 @@ class Thumbnail:
 
     def parse_params(self, raw: Mapping[str, str]) -> ThumbnailParams:
         """Parse ``sizes`` (``256+400x300``), ``fit``, ``gravity`` (``processors.focus``),
-        ``format``, ``quality`` (1..100), ``strip`` and ``upscale`` (``true``/``false``)
-        and ``background`` (``ffffff``)."""
+        ``format``, ``quality`` (1..100 or ``auto``), ``quality_target`` (with auto), ``strip``
+        and ``upscale`` (``true``/``false``) and ``background`` (``ffffff``)."""
         values = params.parse_fields("thumbnail", raw, _PARSERS)
         if values.get("fit", "contain") == "contain":
             values.pop("gravity", None)  # nothing is cropped: any gravity makes the same bytes
         return ThumbnailParams(**values)
 
-    omitted_defaults: ClassVar[Mapping[str, str]] = {"gravity": DEFAULT_GRAVITY}
+    omitted_defaults: ClassVar[Mapping[str, str]] = {"gravity": DEFAULT_GRAVITY, **quality.OMITTED_DEFAULTS}
     """Parameters ``canonical_params`` leaves out at their default, so that outputs made
     before the parameter existed keep their keys (``registry.describe`` lists them)."""
 
     def canonical_params(self, params: ThumbnailParams) -> dict[str, str]:
         """Every parameter, defaults included, in one spelling (``jpg`` → ``jpeg``, ``256x256`` → ``256``),
-        but ``gravity`` only when it is not the default (see ``omitted_defaults``)."""
+        but ``gravity`` only when it is not the default and ``quality_target`` only with
+        ``quality=auto`` (see ``omitted_defaults``)."""
         gravity = {} if params.gravity == DEFAULT_GRAVITY else {"gravity": params.gravity}
         return {
             "background": bytes(params.background).hex(),
             "fit": params.fit,
             "format": format_name(params.format),
             **gravity,
-            "quality": str(params.quality),
+            **quality.canonical(params.quality),
             "sizes": "+".join(box.label for box in params.sizes),
             "strip": str(params.strip).lower(),
             "upscale": str(params.upscale).lower(),

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from PIL import Image
 
-from processors import params
+from processors import params, quality
 from processors.errors import TooManyPixels
 from processors.image import (
     OutputFormat,
     display_size,
-    encode,
     format_for,
     format_name,
     load,
@@ -67,7 +66,7 @@ class UpscaleParams:
     tile: int | None = None
     alpha: AlphaMode = "model"
     format: OutputFormat | None = None  # auto: PNG when the image has transparency, else JPEG
-    quality: int = 90
+    quality: quality.Quality = 90
 
 
 def _scale(value: str) -> float:
@@ -102,6 +101,7 @@ _PARSERS: Mapping[str, params.Parser] = {
     "model": _choice(*MODEL_NAMES, "auto"),
     "precision": _choice("auto", "exact"),
     "quality": params.quality,
+    "quality_target": params.quality_target,
     "scale": _scale,
     "tile": _tile,
 }
@@ -201,9 +201,11 @@ def _upscale(ctx: _Context) -> None:
 def _encode(ctx: _Context) -> None:
     p, image = ctx.params, ctx.result.image
     fmt = format_for(p.format, image)
+    encoded = quality.encode_at(image, fmt, p.quality)
+    ctx.details.update(quality.details([encoded]))
     ctx.rendition = Rendition(
         name="upscaled",
-        data=encode(image, fmt, quality=p.quality),
+        data=encoded.data,
         width=image.width,
         height=image.height,
         content_type=fmt.content_type,
@@ -234,6 +236,8 @@ class Upscale:
     version = "3"
     """Part of every output key: 3 since the fused CPU forward was removed (bf16 bytes differ)."""
     max_batch = 1
+    omitted_defaults = quality.OMITTED_DEFAULTS
+    """Named in canonical params only with ``quality=auto``."""
 
     def __init__(self, config: UpscaleConfig) -> None:
         self.config = config
@@ -242,7 +246,7 @@ class Upscale:
         """Parse ``scale`` (1..8, e.g. ``2`` or ``1.5``), ``model`` (a model name or
         ``auto``), ``precision`` (``auto``/``exact``), ``fallback`` (``auto``/``allow``/
         ``forbid``), ``tile`` (``auto``, ``0`` or 32..4096), ``alpha`` (``model``/
-        ``linear``), ``format`` and ``quality`` (1..100)."""
+        ``linear``), ``format``, ``quality`` (1..100 or ``auto``) and ``quality_target``."""
         return UpscaleParams(**params.parse_fields("upscale", raw, _PARSERS))
 
     def canonical_params(self, params: UpscaleParams) -> dict[str, str]:
@@ -253,7 +257,7 @@ class Upscale:
             "format": format_name(params.format),
             "model": params.model,
             "precision": params.precision,
-            "quality": str(params.quality),
+            **quality.canonical(params.quality),
             "scale": f"{params.scale:g}",
             "tile": "auto" if params.tile is None else str(params.tile),
         }

@@ -228,3 +228,61 @@ def test_a_whole_photograph_is_refused() -> None:
     scene = Image.fromarray(rng.integers(0, 256, (H // 8, W // 8, 3), dtype=np.uint8)).resize((W, H))
     with pytest.raises(errors.BackgroundNotPlain):
         cut(save(scene, "JPEG", quality=90))
+
+
+# --- transparent pixels, encoding, parts the background's colour ----------------------
+
+
+def test_transparent_pixels_far_from_the_subject_are_one_colour_and_near_it_the_subjects() -> None:
+    truth = coverage(disc)
+    rendition, _ = cut(composite(truth, textured(RED), gradient((250, 250, 250), (240, 240, 240))))
+    img = np.asarray(reopen(rendition))
+    visible = np.asarray(Image.fromarray((img[..., 3] > 0).astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(9)))
+    far = np.asarray(Image.fromarray(visible).filter(ImageFilter.MaxFilter(61))) == 0
+    assert far.sum() > 10_000 and len(np.unique(img[far][:, :3], axis=0)) == 1
+    near = (visible > 0) & (img[..., 3] == 0)  # transparent, within 4 px of a visible pixel
+    assert near.sum() > 500
+    assert np.median(img[near][:, 0]) > 120 and np.median(img[near][:, 1]) < 90  # red, not the white paper
+
+
+def test_a_padded_trim_repeats_the_edge_colours_into_the_padding() -> None:
+    truth = coverage(disc)
+    rendition, _ = cut(
+        composite(truth, textured(RED), gradient((250, 250, 250), (244, 244, 244))), trim="true", padding="10"
+    )
+    img = np.asarray(reopen(rendition))
+    assert img[..., 3][:5].max() == 0
+    assert img[:5, img.shape[1] // 2, 1].max() < 120  # red's green channel, not black nor white
+
+
+def test_a_pale_part_of_the_subject_the_backgrounds_colour_is_kept_or_flagged() -> None:
+    """A grey-white panel on an off-white backdrop reads as a soft shadow by colour alone."""
+    panel = coverage(lambda d, s: d.rectangle((140 * s, 60 * s, 340 * s, 300 * s), fill=255))
+    subject = np.ones((H, W, 3), np.float32) * np.array([224, 222, 220], np.float32)
+    subject[:, 140:230] = textured(RED)[:, 140:230]
+    rng = np.random.default_rng(4)
+    subject += rng.normal(0, 2, (H, W, 1)).astype(np.float32)
+    data = composite(panel, subject, gradient((246, 241, 231), (236, 231, 221)))
+    rendition, details = cut(data, strict="false")
+    if details["trusted"] == "true":
+        assert iou(alpha_of(rendition), panel) >= 0.95
+    else:
+        with pytest.raises(errors.BackgroundNotPlain):
+            cut(data)
+
+
+def test_long_edges_outside_the_outline_are_flagged() -> None:
+    truth = coverage(disc)
+    background = gradient((250, 250, 250), (240, 240, 240))
+    background[30:60, 20:460] = 222  # a pale band far from the subject, shadow-like by colour, sharp-edged
+    with pytest.raises(errors.BackgroundNotPlain):
+        cut(composite(truth, textured(RED), background))
+    _, details = cut(composite(truth, textured(RED), background), strict="false")
+    assert details["trusted"] == "false" and float(details["confidence"]) < 0.5
+
+
+def test_the_same_input_gives_the_same_bytes_trimmed_and_with_exif_kept() -> None:
+    data = composite(coverage(disc), textured(RED), gradient((250, 250, 250), (240, 240, 240)))
+    assert cut(data, trim="true", padding="5")[0].data == cut(data, trim="true", padding="5")[0].data
+    kept, _ = cut(data, strip="false")
+    assert kept.data == cut(data, strip="false")[0].data and reopen(kept).mode == "RGBA"

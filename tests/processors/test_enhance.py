@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import skimage.data
 from PIL import ExifTags, Image, ImageFilter
+from skimage.color import deltaE_ciede2000, rgb2lab
 
 from processors import errors, get_operation
 from processors.enhance import ENHANCE, STRIP, EnhanceParams, _Detail, _detail_image
@@ -74,7 +75,7 @@ def gray_blocks(width: int = 320, height: int = 240) -> Image.Image:
 
 def test_is_the_registered_operation() -> None:
     assert get_operation("enhance") is ENHANCE
-    assert (ENHANCE.name, ENHANCE.version) == ("enhance", "2")
+    assert (ENHANCE.name, ENHANCE.version) == ("enhance", "4")
 
 
 def test_defaults_and_canonical_form() -> None:
@@ -197,7 +198,7 @@ def test_squeezed_histogram_is_stretched() -> None:
     assert luma_out.std() > 1.5 * luma_in.std()
     low, high = np.percentile(luma_out, [1, 99])
     assert low < 60 and high > 210
-    assert abs(luma_out.mean() - luma_in.mean()) < 12  # stretched around its middle, not shifted
+    assert abs(luma_out.mean() - luma_in.mean()) < 14  # stretched around its middle, not shifted
 
 
 def test_noise_variance_drops_on_a_flat_patch() -> None:
@@ -254,6 +255,47 @@ def test_overexposed_photo_is_darkened_and_white_stays_white() -> None:
     assert pixels(out).mean() < pixels(bright).mean() - 8
     clipped = pixels(bright).min(axis=2) == 255
     assert clipped.any() and pixels(out)[clipped].min() == 255
+
+
+def ciede2000(a: Image.Image, b: Image.Image) -> float:
+    return float(np.mean(deltaE_ciede2000(rgb2lab(np.asarray(a)), rgb2lab(np.asarray(b)))))
+
+
+def high_key(subject: Image.Image, side: int = 512) -> Image.Image:
+    """A studio high-key shot: ``subject`` fading into a white backdrop blown out in the corners."""
+    yy, xx = np.mgrid[0:side, 0:side] / (side / 2) - 1.0
+    backdrop = np.repeat((236 + 19 * np.clip(np.hypot(yy, xx) / 1.3, 0, 1))[:, :, None], 3, axis=2)
+    size = int(side * 0.7)
+    small = pixels(subject.resize((size, size)))
+    sy, sx = np.mgrid[0:size, 0:size] / (size / 2) - 1.0
+    fade = np.clip((1 - np.hypot(sy, sx)) / 0.25, 0, 1)[:, :, None]
+    at = (side - size) // 2
+    window = backdrop[at : at + size, at : at + size]
+    backdrop[at : at + size, at : at + size] = fade * small + (1 - fade) * window
+    return Image.fromarray(np.rint(backdrop).astype(np.uint8))
+
+
+@pytest.mark.parametrize("name", ["chelsea.png", "astronaut.png"])
+def test_overexposed_real_photo_gets_closer_to_the_original(name: str) -> None:
+    """+1 EV with clipped highlights: the colour error to the original drops by a third or more."""
+    clean = real_photo(name).reduce(2)
+    bright = relight(clean, ev=1.0)
+    out, details = enhance(bright)
+    assert float(details["exposure_ev"]) <= -0.4
+    assert ciede2000(clean, out) < 0.67 * ciede2000(clean, bright)
+
+
+def test_bright_photos_without_clipped_detail_are_not_darkened() -> None:
+    """A high-key portrait (bright backdrop, blown corners) and a warm photo keep their exposure."""
+    subject = real_photo("chelsea.png").crop((75, 0, 375, 300))
+    studio = high_key(subject)
+    out, details = enhance(studio)
+    assert details["exposure_ev"] == "+0.00"
+    assert ciede2000(studio, out) < 1.0
+    clean = real_photo("chelsea.png")
+    out, details = enhance(clean)
+    assert details["exposure_ev"] == "+0.00"
+    assert ciede2000(clean, out) < 1.0
 
 
 def test_product_on_white_keeps_its_exposure() -> None:
@@ -319,8 +361,8 @@ def test_strength_zero_changes_no_pixel_and_half_strength_does_half() -> None:
     dark = relight(photo(), ev=-1.5)
     out, _ = enhance(dark, strength="0")
     assert np.array_equal(pixels(out), pixels(dark))
-    _, full = enhance(dark)
-    _, half = enhance(dark, strength="0.5")
+    _, full = enhance(dark, white_balance="off")  # exposure is measured on the balanced image
+    _, half = enhance(dark, white_balance="off", strength="0.5")
     assert float(half["exposure_ev"]) == pytest.approx(float(full["exposure_ev"]) / 2, abs=0.01)
 
 

@@ -155,7 +155,16 @@ def test_details_name_the_method_and_the_box() -> None:
 
 
 def test_the_pinned_opencv_ships_the_face_cascade() -> None:
-    assert focus.face_detector().endswith("/haarcascade_frontalface_default.xml")
+    assert f"/{focus.FACE_CASCADE}," in focus.face_detector()
+
+
+def test_the_face_detector_identity_names_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    # outputs of auto and face carry it: a retuned search must not reuse their keys
+    before = focus.face_detector()
+    monkeypatch.setattr(focus, "FACE_SHORT_SIDE", focus.FACE_SHORT_SIDE + 40)
+    assert focus.face_detector() != before
+    monkeypatch.setattr(focus, "FACE_NEIGHBOURS", focus.FACE_NEIGHBOURS + 1)
+    assert len({before, focus.face_detector()}) == 2
 
 
 @pytest.mark.parametrize(
@@ -168,6 +177,30 @@ def test_a_real_face_is_found_where_it_was_put(size: tuple[int, int], at: tuple[
     assert found.salient is None  # face alone looks for nothing else
     assert len(found.faces) == 1
     assert overlap(found.faces[0], face) > 0.6, (found.faces, face)
+
+
+@pytest.mark.parametrize(
+    ("size", "at"), [((2400, 1200), (1700, 150)), ((1200, 2400), (80, 1900)), ((1800, 1200), (60, 700))]
+)
+def test_a_face_a_tenth_of_the_short_side_is_found_and_kept(size: tuple[int, int], at: tuple[int, int]) -> None:
+    # a tenth: below the eighth a 24-pixel window on a 200-pixel copy could see
+    side = round(0.1 * min(size) * 512 / (ASTRONAUT_FACE[3] - ASTRONAUT_FACE[1]))
+    img, face = astronaut_in(size, at, side)
+    assert (face[3] - face[1]) / min(size) == pytest.approx(0.1, abs=0.005)
+    found = focus.detect(img, img.size, "auto")
+    assert len(found.faces) == 1 and overlap(found.faces[0], face) > 0.5, (found.faces, face)
+    crop = (float(min(size)), float(min(size)))
+    window = focus.place(img.size, crop, "auto", found.focus("auto", crop))
+    assert inside(face, window)
+
+
+def test_attention_does_not_depend_on_the_face_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    # attention outputs carry no face detector in their identity: their bytes must not move
+    img, _ = with_photo((2000, 800), data.chelsea(), (1450, 450), 400)
+    before = focus.detect(img, img.size, "attention").salient
+    monkeypatch.setattr(focus, "FACE_SHORT_SIDE", 400)
+    assert focus.detect(img, img.size, "attention").salient == before
+    assert focus.detect(img, img.size, "auto").salient == before  # auto, when it finds no face
 
 
 def test_detection_on_a_reduced_copy_reports_source_pixels() -> None:
