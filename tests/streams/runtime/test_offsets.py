@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.config import Settings
 from streams.errors import BrokerUnavailable
-from streams.runtime import offsets
+from streams.runtime import kafka, offsets
 from streams.runtime.kafka import make_admin, make_consumer
 from streams.runtime.offsets import (
     broker_errors,
@@ -80,7 +80,9 @@ def test_lag_is_end_minus_position_never_below_zero_in_partition_order() -> None
     assert lag(ends, {}) == {}
 
 
-def test_broker_errors_become_broker_unavailable_with_what_was_being_done() -> None:
+def test_broker_errors_become_broker_unavailable_with_what_was_being_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a record of connection errors of its own: other tests in this process leave theirs
+    monkeypatch.setattr(offsets, "CLIENT_ERRORS", kafka._ClientErrors())
     transport = KafkaException(KafkaError(KafkaError._TRANSPORT))
     with (
         pytest.raises(BrokerUnavailable, match=r"^reading t: Local: Broker transport failure$"),
