@@ -17,6 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from streams.config import Settings
 from streams.runtime.kafka import Record, deliver, make_consumer, make_producer
+from streams.runtime.offsets import fetched_end
 from streams.runtime.topics import COMPLETED
 from streams.wire.events import Serdes, derived_id
 
@@ -34,20 +35,31 @@ def read_topic(
 ) -> list[Consumed]:
     """Every record of ``topic`` from the beginning, by a consumer that commits nothing.
 
-    Stops when ``expect`` records arrived and nothing new came for ``idle_s`` seconds,
-    or at ``timeout_s``.
+    Stops when ``expect`` records arrived, every partition has been read to the end its
+    last fetch answer reported, and nothing new came for ``idle_s`` seconds; or at
+    ``timeout_s``. (Idleness alone ended a read on a busy machine before the first fetch
+    was answered, and returned nothing.)
     """
     consumer = make_consumer(settings, f"test-reader-{uuid.uuid4()}")
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        partitions = [TopicPartition(topic, p) for p in meta.partitions]
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+
+        def at_the_end() -> bool:
+            for tp in consumer.position(partitions):
+                end = fetched_end(consumer, tp)
+                if end is None or (end > 0 and tp.offset < end):
+                    return False
+            return True
+
         out: list[Consumed] = []
         deadline = time.monotonic() + timeout_s
         last = time.monotonic()
         while time.monotonic() < deadline:
             msg = consumer.poll(0.2)
             if msg is None or msg.error():
-                if len(out) >= expect and time.monotonic() - last > idle_s:
+                if len(out) >= expect and time.monotonic() - last > idle_s and at_the_end():
                     break
                 continue
             last = time.monotonic()
