@@ -31,8 +31,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # Tests run in parallel (pytest-xdist): most of their time is spent waiting on brokers and
-# rebalances, not computing (a four-worker run used about 300 CPU-seconds in 490 s, beside other work, on two
-# cores), so eight workers share two cores; idle workers take tests from busy ones (worksteal).
+# rebalances, not computing (a four-worker run, beside other work, used about 300
+# CPU-seconds in 490 s on two cores), so eight workers share two cores; idle workers take
+# tests from busy ones (worksteal).
 PYTEST := $(BIN)/python -m pytest -n 8 --dist worksteal
 
 test: lint tools
