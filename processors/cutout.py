@@ -48,11 +48,12 @@ from PIL import Image
 # cv2 is imported in the functions that use it: importing the registry (every worker,
 # the upscale path among them) must not load OpenCV (tests/processors/upscale/test_op.py)
 from processors import params, quality
-from processors.errors import BackgroundNotPlain, InvalidParameters
+from processors.errors import BackgroundNotPlain, InvalidParameters, ProcessingFailed
 from processors.image import (
     PNG,
     OutputFormat,
     decode,
+    flatten,
     format_for,
     format_name,
     orient,
@@ -103,7 +104,7 @@ MIN_CONFIDENCE = 0.5
 MAX_PADDING = 100
 SPREAD_PX = 16
 PNG_LEVEL = 2
-"""zlib level of a transparent PNG output (see ``_encode_png``)."""
+"""zlib level of a transparent PNG output (see ``_transparent_png``)."""
 """How far (full-size pixels) past the visible subject transparent pixels carry its colours."""
 
 
@@ -344,7 +345,7 @@ class _Context:
     it started from. ``alpha`` is the full-size alpha; ``confidence`` and ``reason`` the
     judgement; ``details`` what the completion event reports. ``image`` is last the output
     image, and ``rgba`` its pixels when it is transparent (None onto a ``background``);
-    ``rendition`` the encoded output (None until an encode step writes it).
+    ``rendition`` the encoded output.
     """
 
     data: bytes
@@ -370,7 +371,7 @@ class _Context:
     confidence: float = 0.0
     reason: str = ""
     details: dict[str, str] = field(default_factory=dict)
-    rendition: Rendition | None = None
+    rendition: Rendition = field(init=False)
 
 
 def _decode(ctx: _Context) -> None:
@@ -392,9 +393,7 @@ def _colour(ctx: _Context) -> None:
     img = to_srgb(ctx.image)
     if img.mode == "RGBA":
         ctx.alpha_in = np.array(img.getchannel("A"))
-        flat = Image.new("RGB", img.size, (255, 255, 255))
-        flat.paste(img, mask=img.getchannel("A"))
-        img = flat
+        img = flatten(img, (255, 255, 255))
     ctx.rgb = np.array(img if img.mode == "RGB" else img.convert("RGB"))
 
 
@@ -678,7 +677,7 @@ def _compose(ctx: _Context) -> None:
         ctx.image = Image.fromarray(ctx.rgba)  # shares ctx.rgba's memory
 
 
-def _encode_png(ctx: _Context) -> None:
+def _transparent_png(rgba: np.ndarray, exif: bytes) -> bytes:
     """A transparent PNG, written by OpenCV with the Up filter on every row.
 
     Pillow tries five filters on each row and keeps the best; on a 12-megapixel RGBA
@@ -687,38 +686,31 @@ def _encode_png(ctx: _Context) -> None:
     """
     import cv2
 
-    p, img = ctx.params, ctx.image
-    if ctx.rgba is None or format_for(p.format, img) is not PNG:
-        return
-    bgra = cv2.cvtColor(ctx.rgba, cv2.COLOR_RGBA2BGRA)
+    bgra = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)
     options = [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
-    if ctx.exif:
-        tiff = np.frombuffer(ctx.exif.removeprefix(b"Exif\x00\x00"), np.uint8)
+    if exif:
+        tiff = np.frombuffer(exif.removeprefix(b"Exif\x00\x00"), np.uint8)
         ok, data = cv2.imencodeWithMetadata(".png", bgra, [cv2.IMAGE_METADATA_EXIF], [tiff], options)
     else:
         ok, data = cv2.imencode(".png", bgra, options)
     if not ok:
-        raise RuntimeError("cutout: OpenCV could not encode the PNG")
-    ctx.rendition = Rendition(
-        name="cutout",
-        data=data.tobytes(),
-        width=img.width,
-        height=img.height,
-        content_type=PNG.content_type,
-        extension=PNG.extension,
-    )
+        raise ProcessingFailed("cutout: OpenCV could not encode the PNG")
+    return bytes(data.tobytes())
 
 
 def _encode(ctx: _Context) -> None:
-    if ctx.rendition is not None:  # a transparent PNG, written by _encode_png
-        return
+    """A transparent PNG by ``_transparent_png``; any other output by ``processors.quality``."""
     p, img = ctx.params, ctx.image
     fmt = format_for(p.format, img)
-    encoded = quality.encode_at(img, fmt, p.quality, background=p.background or (255, 255, 255), exif=ctx.exif)
-    ctx.details.update(quality.details([encoded]))
+    if ctx.rgba is not None and fmt is PNG:
+        data = _transparent_png(ctx.rgba, ctx.exif)
+    else:
+        encoded = quality.encode_at(img, fmt, p.quality, background=p.background or (255, 255, 255), exif=ctx.exif)
+        ctx.details.update(quality.details([encoded]))
+        data = encoded.data
     ctx.rendition = Rendition(
         name="cutout",
-        data=encoded.data,
+        data=data,
         width=img.width,
         height=img.height,
         content_type=fmt.content_type,
@@ -738,7 +730,6 @@ _STEPS: tuple[Callable[[_Context], None], ...] = (
     _judge,
     _refine,
     _compose,
-    _encode_png,
     _encode,
 )
 
@@ -793,7 +784,6 @@ class Cutout:
         ctx = _Context(data=data, params=params, limits=limits)
         for step in _STEPS:
             step(ctx)
-        assert ctx.rendition is not None  # _encode always writes one
         return StepResult(renditions=[ctx.rendition], backend="opencv", details=ctx.details)
 
 

@@ -285,6 +285,13 @@ def output_exif(img: Image.Image) -> bytes:
     return exif.tobytes() if exif else b""
 
 
+def flatten(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """An RGBA or LA image composited onto an opaque ``background``, as RGB."""
+    flat = Image.new("RGB", img.size, background)
+    flat.paste(img.convert("RGBA"), mask=img.getchannel("A"))
+    return flat
+
+
 def encode(
     img: Image.Image,
     fmt: OutputFormat,
@@ -300,9 +307,7 @@ def encode(
     outputs are stored under deterministic keys and a replay must not change them.
     """
     if not fmt.alpha and img.mode in ("RGBA", "LA"):
-        flat = Image.new("RGB", img.size, background)
-        flat.paste(img.convert("RGBA"), mask=img.getchannel("A"))
-        img = flat
+        img = flatten(img, background)
     options: dict[str, object] = {"exif": exif, "icc_profile": None}
     if fmt is JPEG:
         options.update(quality=quality, optimize=True, comment=b"")

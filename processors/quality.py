@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from processors.image import JPEG, PNG, OutputFormat, encode
+from processors.image import JPEG, PNG, OutputFormat, encode, flatten
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -227,10 +227,7 @@ def _viewed(img: Image.Image, fmt: OutputFormat, background: tuple[int, int, int
     if img.mode not in ("RGB", "RGBA", "LA", "L"):
         img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
     if img.mode in ("RGBA", "LA"):
-        flat = Image.new("RGB", img.size, background if not fmt.alpha else _GREY)
-        rgba = img.convert("RGBA")
-        flat.paste(rgba, mask=rgba.getchannel("A"))
-        img = flat
+        img = flatten(img, background if not fmt.alpha else _GREY)
     return np.asarray(img.convert("RGB"), dtype=np.float64)
 
 
