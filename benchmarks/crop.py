@@ -78,7 +78,7 @@ GRAVITIES = ("centre", "auto", "face", "attention")
 GOAL = 0.95
 FACE_SCALES = (0.06, 0.09, 0.12, 0.16, 0.22, 0.30, 0.40)
 """Face heights as shares of the canvas' short side (the cascade's smallest on the reduced
-copy is ``24 / focus.FACE_SHORT_SIDE``)."""
+copy is ``20 / focus.FACE_SHORT_SIDE``; ``focus.CHECK_SIDE`` looks again at what it doubts)."""
 FACES_PER_CANVAS = 28
 GROUPS_PER_CANVAS = 6
 SUBJECTS_PER_CANVAS = 16

@@ -19,7 +19,18 @@ over the set (the search's trial encodes and scores included), the trials used, 
 how far the search's score (on the reduced copy) was from the full-size one. Goals:
 saving ≥ 20 % at a mean score ≥ quality=80's, none below the target, time ratio ≤ 2.5.
 
-    .venv/bin/python benchmarks/quality.py [--target 70] [--formats jpeg,webp,avif]
+``--frontier`` adds, per format, what a perfect search could do on the same set: every
+image is encoded at ``FRONTIER_QUALITIES`` and scored at full size (the package's
+computation, through ``processors.quality``'s reference: the same figures to the last
+bit, a reference per image), and for each target in ``FRONTIER_TARGETS`` the lowest
+quality reaching it is read off each image's curve (bytes and quality interpolated
+log-linearly between grid points). It prints each target's saving against
+``quality=80`` and its mean score, and the target at which that mean equals
+``quality=80``'s with the saving there: the most bytes any per-image "lowest quality
+that reaches a target" can save at an equal mean score on this set, whatever the
+search costs. It takes several minutes more (AVIF's full-size encodes).
+
+    .venv/bin/python benchmarks/quality.py [--target 70] [--formats jpeg,webp,avif] [--frontier]
 
 Prints one JSON line.
 """
@@ -28,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import os
 import statistics
@@ -44,6 +56,8 @@ from processors.image import FORMATS, encode
 FIXED = 80
 GOAL_SAVING = 0.20
 GOAL_TIME_RATIO = 2.5
+FRONTIER_QUALITIES = (30, 40, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 100)
+FRONTIER_TARGETS = (60, 65, 70, 75, 80, 85)
 
 
 def _rgb(array: Any) -> Image.Image:
@@ -151,10 +165,60 @@ def _format(name: str, images: dict[str, Image.Image], pngs: dict[str, bytes], t
     }
 
 
+def _curve(img: Image.Image, fmt: Any) -> list[tuple[int, int, float]]:
+    """(quality, bytes, full-size score) at every ``FRONTIER_QUALITIES``."""
+    reference = quality._Reference(np.asarray(img.convert("RGB"), dtype=np.float64))
+    curve = []
+    for q in FRONTIER_QUALITIES:
+        data = encode(img, fmt, quality=q)
+        with Image.open(io.BytesIO(data)) as decoded:
+            curve.append((q, len(data), reference.score(np.asarray(decoded.convert("RGB"), dtype=np.float64))))
+    return curve
+
+
+def _lowest_reaching(curve: list[tuple[int, int, float]], target: float) -> tuple[float, float]:
+    """Bytes and score of the lowest quality on ``curve`` that reaches ``target``, read
+    between grid points (the highest quality's when none does)."""
+    for (_, low_bytes, low_score), (_, high_bytes, high_score) in itertools.pairwise(curve):
+        if low_score >= target:
+            return low_bytes, low_score
+        if high_score >= target:
+            share = (target - low_score) / (high_score - low_score)
+            return low_bytes * (high_bytes / low_bytes) ** share, target
+    return curve[-1][1], curve[-1][2]
+
+
+def _frontier(name: str, images: dict[str, Image.Image]) -> dict[str, Any]:
+    fmt = FORMATS[name]
+    curves = {image_name: _curve(img, fmt) for image_name, img in images.items()}
+    fixed = [next((b, s) for q, b, s in curve if q == FIXED) for curve in curves.values()]
+    fixed_bytes = sum(b for b, _ in fixed)
+    fixed_mean = statistics.fmean(s for _, s in fixed)
+
+    def at(target: float) -> tuple[float, float]:
+        chosen = [_lowest_reaching(curve, target) for curve in curves.values()]
+        return 1 - sum(b for b, _ in chosen) / fixed_bytes, statistics.fmean(s for _, s in chosen)
+
+    low, high = 30.0, 100.0  # bisection: the mean rises with the target
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (middle, high) if at(middle)[1] < fixed_mean else (low, middle)
+    saving_at_equal_mean, _ = at(high)
+    return {
+        "fixed_mean_score": round(fixed_mean, 2),
+        "targets": {
+            f"{t:g}": {"saving": round(at(t)[0], 3), "mean_score": round(at(t)[1], 2)} for t in FRONTIER_TARGETS
+        },
+        "equal_mean_target": round(high, 2),
+        "saving_at_equal_mean": round(saving_at_equal_mean, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=float, default=quality.DEFAULT_TARGET)
     parser.add_argument("--formats", default="jpeg,webp,avif")
+    parser.add_argument("--frontier", action="store_true", help="add what a perfect search could save (minutes)")
     args = parser.parse_args()
     os.sched_setaffinity(0, {0})
     images = photos()
@@ -175,6 +239,8 @@ def main() -> None:
     }
     for name in args.formats.split(","):
         result[name] = _format(name, images, pngs, args.target)
+        if args.frontier:
+            result[name]["frontier"] = _frontier(name, images)
     print(json.dumps(result))
 
 

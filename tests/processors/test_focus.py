@@ -165,6 +165,9 @@ def test_the_face_detector_identity_names_the_search(monkeypatch: pytest.MonkeyP
     assert focus.face_detector() != before
     monkeypatch.setattr(focus, "FACE_NEIGHBOURS", focus.FACE_NEIGHBOURS + 1)
     assert len({before, focus.face_detector()}) == 2
+    retuned = focus.face_detector()
+    monkeypatch.setattr(focus, "CHECK_NEIGHBOURS", focus.CHECK_NEIGHBOURS + 1)
+    assert focus.face_detector() != retuned  # the second look is part of the search
 
 
 @pytest.mark.parametrize(
@@ -192,6 +195,63 @@ def test_a_face_a_tenth_of_the_short_side_is_found_and_kept(size: tuple[int, int
     crop = (float(min(size)), float(min(size)))
     window = focus.place(img.size, crop, "auto", found.focus("auto", crop))
     assert inside(face, window)
+
+
+@pytest.mark.parametrize(
+    ("size", "at"), [((1200, 2400), (80, 1900)), ((1800, 1200), (60, 700)), ((2000, 1000), (300, 500))]
+)
+def test_a_face_the_first_stage_doubts_is_confirmed_by_the_second_look(
+    monkeypatch: pytest.MonkeyPatch, size: tuple[int, int], at: tuple[int, int]
+) -> None:
+    # 9 % of the short side: 22 pixels on the 240-pixel copy, too few detections to be sure
+    side = round(0.09 * min(size) * 512 / (ASTRONAUT_FACE[3] - ASTRONAUT_FACE[1]))
+    img, face = astronaut_in(size, at, side)
+    (found,) = focus.detect(img, img.size, "face").faces
+    assert overlap(found, face) > 0.6, (found, face)
+    monkeypatch.setattr(focus, "CHECK_MAX", 0)  # the first stage alone
+    assert focus.detect(img, img.size, "face").faces == []
+
+
+class _Seer:
+    """A stand-in cascade: a face at ``box``, and in the mirror at the mirrored place or nowhere."""
+
+    def __init__(self, box: tuple[int, int, int, int], mirrored_too: bool) -> None:
+        self.box, self.mirrored_too, self.calls = box, mirrored_too, 0
+
+    def detectMultiScale(self, pixels: np.ndarray, **_: object) -> list[tuple[int, int, int, int]]:
+        self.calls += 1
+        if self.calls == 1:
+            return [self.box]
+        x, y, w, h = self.box  # the mirror: at the mirrored place, or nowhere
+        return [(pixels.shape[1] - x - w, y, w, h)] if self.mirrored_too else []
+
+
+def test_the_second_look_keeps_only_what_it_also_sees_in_the_mirror() -> None:
+    grey = canvas(400, 300).convert("L")
+    at = (200.0, 150.0, 48.0)  # a 48-pixel candidate: the region is 96 pixels, not rescaled
+    symmetric = focus._check(_Seer((20, 24, 48, 48), mirrored_too=True), grey, at)
+    assert [tuple(round(v) for v in r) for r in symmetric] == [(172, 126, 48, 48)]
+    assert focus._check(_Seer((20, 24, 48, 48), mirrored_too=False), grey, at) == []
+
+
+def test_the_second_look_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # blurred noise the first stage fires on in three places, none of them sure
+    rng = np.random.default_rng(0)
+    cells = rng.normal(128, 40, (60, 80)).clip(0, 255).astype(np.uint8)
+    noise = Image.fromarray(cells).resize((1280, 960), Image.Resampling.BICUBIC)
+    looked: list[tuple[float, float, float]] = []
+
+    def check(_checker: object, _grey: Image.Image, at: tuple[float, float, float]) -> list[focus.Rect]:
+        looked.append(at)
+        return []
+
+    monkeypatch.setattr(focus, "_check", check)
+    assert focus.find_faces(focus._cascade(), noise) == []
+    assert len(looked) == 3
+    looked.clear()
+    monkeypatch.setattr(focus, "CHECK_MAX", 2)
+    focus.find_faces(focus._cascade(), noise)
+    assert len(looked) == 2
 
 
 def test_attention_does_not_depend_on_the_face_search(monkeypatch: pytest.MonkeyPatch) -> None:
