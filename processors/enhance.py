@@ -69,9 +69,13 @@ MIN_PIXELS = 64
 # corrected, capped. A cast well past the dead zone is no longer plausibly the scene's:
 # from ``WB_FULL`` × the dead zone on, all of it is taken out, the scene's own share then
 # being as likely to add to the cast as to cancel it; in between, the correction ramps up.
+# An estimate beyond what any real light leaves is the scene's own colour: the warm-cool
+# correction fades out over ``WB_IMPLAUSIBLE`` (see ``_plausible``).
 WB_DEAD_ZONES = (0.1, 0.4)
 WB_CAPS = (0.7, 0.3)
 WB_FULL = 2.5
+WB_IMPLAUSIBLE = (0.7, 0.9)
+"""Warm-cool estimates from which the correction fades out, and where it is gone (see ``_plausible``)."""
 
 # Exposure, brightening: towards a log-average luminance of 0.18 (middle gray) past a
 # dead zone, but never further than the highlights allow (the 99.9th percentile may reach
@@ -83,18 +87,34 @@ HIGHLIGHT_QUANTILE = 0.999
 SHOULDER_KNEE = 0.9
 """Linear level above which brightened highlights roll off into white instead of clipping."""
 # Exposure, darkening: an over-exposed photo is one whose highlights were cut off inside
-# its content, so the evidence is clipped pixels (a channel at ``BLOWN`` or above) that
+# its content, so the evidence is clipped pixels (a channel at its clip level) that
 # border detailed, unclipped ones, counted on a half-size copy of the downsampled image
 # (noise speckles average out there). Well-exposed photos have at most ~0.4% such pixels;
 # a white backdrop, snow or an overcast sky has next to none, since nothing detailed
-# borders its clipping. From ``CLIP_EDGE_FLOOR`` to ``CLIP_EDGE_FULL`` the evidence ramps
-# to 1, and the image is darkened by that share of the gain that brings the median tone
-# back to ``BRIGHT_MEDIAN`` (sRGB; typical photos sit at 0.2-0.5), at most
-# ``MAX_DARKEN_EV``. Above ``DARKEN_KNEE`` (linear) the curve bends up to keep white white.
-# A white background (a quarter of the image or more pure white) is left out of the
-# median: the product on it is what is judged.
+# borders its clipping. A channel's clip level is ``BLOWN``, or lower where its histogram
+# ends in a spike (at least ``CLIP_SPIKE`` times the levels below, ``CLIP_MIN_SHARE`` of
+# the pixels, from ``CLIP_MIN_LEVEL`` up): a white balance applied after the sensor
+# clipped (as cameras do) leaves that channel's clipped pixels short of 255.
+# From ``CLIP_EDGE_FLOOR`` to ``CLIP_EDGE_FULL`` the evidence ramps to 1, and the image
+# is darkened by that share of the larger of two estimates of the gain, at most
+# ``MAX_DARKEN_EV``: the gain that brings the median tone back to ``BRIGHT_MEDIAN`` (sRGB;
+# typical photos sit at 0.2-0.5), which misses photos whose content is dark or bright by
+# nature, and the clipped tail's extent (see ``_clipped_tail_ev``), which does not look
+# at the median at all but misses content that never reached white. The inverse gain is
+# exact below ``DARKEN_KNEE`` (linear); clipped pixels go to the expected level of what
+# was cut off (see ``_darken``). A white background (a quarter of the image or more
+# pure white) is left out of the median and the tail estimate is not used: the product
+# on it is what is judged.
 BRIGHT_MEDIAN = 0.48
 BLOWN = 254
+CLIP_SPIKE = 4.0
+CLIP_MIN_SHARE = 0.002
+CLIP_MIN_LEVEL = 192
+TAIL_BAND_EV = 0.2
+"""Width, below a channel's clip level, of the band whose density the clipped tail is extrapolated from."""
+CAST_CLIP = 0.85
+"""A band clipping, after the white balance gains, below this share of the brightest band's white (its clip
+level, or the top of its content, at most 1.0): a cast's clip, not an exposure's."""
 TEXTURE = 0.01
 """Luma step (sRGB 0..1) to a neighbour in the half-size copy from which a pixel counts as detail."""
 CLIP_EDGE_FLOOR = 0.005
@@ -103,7 +123,9 @@ MAX_DARKEN_EV = 1.5
 WHITE = 252
 """8-bit level from which a pixel whose every channel is this bright counts as pure white."""
 WHITE_BACKGROUND = 0.25
-DARKEN_KNEE = 0.7
+DARKEN_KNEE = 0.9
+CLIPPED_SHARE = 1 / 3
+"""Where, between the darkened clip level and 1.0, the mean of a linearly tapering cut-off tail lies."""
 MIN_SIDE = 32
 """Shorter side (downsampled copy) below which clipped edges are counted without halving it first."""
 MAX_EV = 3.0
@@ -122,6 +144,9 @@ FULL_SPREAD = 0.95
 MAX_CONTRAST = 2.0
 FLAT_SPREAD = 0.1
 """Tones spanning less than this are a flat subject (a wall, a sky), not a washed-out photo: not stretched."""
+FLARE_BLACK = 0.1
+"""Black point (sRGB) from which the blacks count as lifted: a flare, haze or fade added on top of the
+exposed, colour-cast image, so the levels map that takes it out goes first (see ``_Tone``)."""
 NOISE_TAIL = 1.5
 """How far, in luma noise σ, noise pushes the extreme quantiles of the half-size histograms out."""
 
@@ -150,6 +175,9 @@ STRIP_MARGIN = 16
 HALO_LIMIT = 12.0
 """Largest change, in 8-bit levels, that sharpening may make to a pixel: no bright or dark rims."""
 SHARPEN_TARGET = 0.9
+SHARPEN_DEAD_ZONE = 0.2
+"""Softness up to this is a lens's or a subject's own (a fundus photo, a portrait): not sharpened; the
+amount fades in up to twice it, so that sharpening never jumps in."""
 MAX_AUTO_SHARPEN = 0.6
 
 
@@ -270,9 +298,15 @@ def _to_table(curve: np.ndarray) -> np.ndarray:
 class _Tone:
     """The global correction: linear-light gains and exposure, then a levels map in sRGB.
 
+    With ``levels_first`` the levels map comes before the gains instead: a photo whose
+    blacks are lifted (``FLARE_BLACK``) saw its flare or fade added after the light's
+    colour and the exposure, as ``observed = flare + gain × scene``, so it is undone
+    first, and a gain applied to the flare would tint the blacks.
+
     ``ev`` > 0 is a gain whose highlights roll off into white; ``ev`` < 0 is a gain
-    whose highlights bend back up to white. Input white stays white in every channel,
-    since a clipped highlight's true colour is unknown. The levels map scales by
+    whose clipped highlights go to the expected level of what was cut off (``_darken``).
+    With ``neutral_white`` input white stays neutral in every channel, since a clipped
+    highlight's true colour is unknown (see ``_has_white``). The levels map scales by
     ``slope`` around ``pivot`` (sRGB 0..1).
     """
 
@@ -280,19 +314,31 @@ class _Tone:
     ev: float = 0.0
     pivot: float = 0.5
     slope: float = 1.0
+    levels_first: bool = False
+    neutral_white: bool = True
+
+    @property
+    def identity(self) -> bool:
+        return self.gains == (1.0, 1.0, 1.0) and self.ev == 0.0 and self.slope == 1.0
+
+    def levels(self, srgb: np.ndarray) -> np.ndarray:
+        return self.pivot + (srgb - self.pivot) * self.slope
 
     def curves(self, bands: int) -> np.ndarray:
         """One curve per band, 0..1 over the 256 input levels."""
         gains = self.gains[:bands]
         scale = 2.0 ** max(self.ev, 0.0)
+        top = float(_to_srgb(_darken(np.array(1.0), 2.0**self.ev))) if self.ev < 0 else 1.0
+        base = _to_linear(np.clip(self.levels(_LEVELS), 0.0, 1.0)) if self.levels_first else _LINEAR_LEVELS
         out = []
         for gain in gains:
-            lin = _shoulder(_LINEAR_LEVELS * gain * scale, max(gains) * scale)
+            lin = _shoulder(base * gain * scale, max(gains) * scale)
             if self.ev < 0:
                 lin = _darken(lin, 2.0**self.ev)
             srgb = _to_srgb(lin)
-            srgb += (1.0 - srgb[-1]) * _WHITE_BLEND
-            out.append(self.pivot + (srgb - self.pivot) * self.slope)
+            if self.neutral_white:
+                srgb += (top - srgb[-1]) * _WHITE_BLEND
+            out.append(srgb if self.levels_first else self.levels(srgb))
         return np.stack(out)
 
     def tables(self, bands: int) -> np.ndarray:
@@ -300,13 +346,21 @@ class _Tone:
 
 
 _WHITE_BLEND = np.clip((_LEVELS - 0.85) / 0.15, 0.0, 1.0) ** 2
-"""How much of the way to white each input level is pulled when a channel's gain would leave white short of it."""
+"""How much of the way to the top each input level is pulled when a channel's gain would leave it short of it."""
 
 
 def _darken(lin: np.ndarray, gain: float) -> np.ndarray:
-    """``gain`` < 1 below ``DARKEN_KNEE``; above it a quadratic lift that meets 1.0 at 1.0."""
-    lift = (np.clip(lin - DARKEN_KNEE, 0.0, None) / (1.0 - DARKEN_KNEE)) ** 2
-    return gain * lin + (1.0 - gain) * lift
+    """The exact inverse ``gain`` < 1 below ``DARKEN_KNEE``; above it a straight line to the fill level at 1.0.
+
+    A clipped pixel was anything from the clip level up, and most of an over-exposed
+    photo's highlights are clipped, so where they go decides much of the colour error:
+    white (the gain's top) is off by the whole cut-off range, the expected value of a
+    tail whose density tapers linearly to zero at white (``CLIPPED_SHARE`` of the way up)
+    by much less, and it stays above every unclipped pixel.
+    """
+    fill = gain + (1.0 - gain) * CLIPPED_SHARE
+    t = np.clip((lin - DARKEN_KNEE) / (1.0 - DARKEN_KNEE), 0.0, 1.0)
+    return np.where(lin < DARKEN_KNEE, gain * lin, (1.0 - t) * gain * DARKEN_KNEE + t * fill)
 
 
 def _shoulder(lin: np.ndarray, top: float) -> np.ndarray:
@@ -407,24 +461,65 @@ def _ramp(x: float, zone: float, full: float) -> float:
     return t * t * (3.0 - 2.0 * t)
 
 
+def _white_patch(stats: _Stats) -> np.ndarray:
+    """Linear gains that make clipped highlights neutral where a band clipped short of white.
+
+    A band whose histogram ends in a spike below ``BLOWN`` (``_clip_levels``) while
+    others clip at white had a gain applied after the clip: a white balance after the
+    sensor saturated, or a cast on top of an over-exposure. The pixels clipped in every
+    band at once were white at the clip, so their colour is that gain, measured
+    exactly; it is taken out in full, before the gray-edge estimate of the rest.
+    Otherwise (no such band, or fewer than ``CLIP_MIN_SHARE`` jointly clipped pixels):
+    no gains.
+    """
+    levels = _clip_levels(stats)
+    if levels.size != 3 or levels.min() >= BLOWN:
+        return np.ones(3)
+    joint = _channel_min((stats.small >= levels).astype(np.uint8))[stats.valid]
+    if joint.size == 0 or joint.mean() < CLIP_MIN_SHARE:
+        return np.ones(3)
+    white = np.where(levels >= BLOWN, 1.0, _LINEAR_LEVELS[np.minimum(levels, 255)])
+    return 1.0 / white
+
+
+def _plausible(warm: float) -> float:
+    """How far a warm-cool estimate (log-chroma) is believed to be the light's: 1, fading to 0.
+
+    The strongest cast a camera really leaves, a daylight white balance under tungsten
+    light, is about 0.7 along that axis (``WB_CAPS``). An estimate well past it is not
+    a light but the scene's own colour (a fundus photo, a stained slide, a sunset): it
+    is corrected less and less from ``WB_IMPLAUSIBLE[0]`` on, not at all from
+    ``WB_IMPLAUSIBLE[1]``, so that such a photo keeps its colour however it was exposed.
+    """
+    low, high = WB_IMPLAUSIBLE
+    return 1.0 - _ramp(abs(warm), low, high)
+
+
 def _auto_gains(stats: _Stats, strength: float) -> Gains:
-    """Gains that take the part of the estimated cast beyond the dead zones out, keeping gray's brightness."""
-    lin, valid = _LINEAR_LEVELS.astype(np.float32)[stats.small], stats.valid
+    """Gains that take the part of the estimated cast beyond the dead zones out, keeping gray's brightness.
+
+    A cast measured exactly on clipped highlights (``_white_patch``) goes first, in full;
+    gray-edge then judges what is left.
+    """
+    patch = _white_patch(stats) ** strength
+    lin, valid = (_LINEAR_LEVELS[stats.small] * patch).astype(np.float32), stats.valid
     if stats.noise >= NOISE_FLOOR:
         # Noise edges would outweigh real ones, and most in the brightest channel: smooth first.
         lin, valid = _halve(lin), _halve(valid.astype(np.float32)) == 1.0
     cast = _gray_edge(lin, valid)
     if cast is None:
-        return (1.0, 1.0, 1.0)
+        cast = np.zeros(2)
     log_r, log_b = cast
     axes = ((log_r - log_b) / math.sqrt(2), (log_r + log_b) / math.sqrt(2))  # warm-cool, magenta-green
     warm, magenta = (
         math.copysign(min(abs(a) * _ramp(abs(a), zone, WB_FULL * zone), cap), a) * strength
         for a, zone, cap in zip(axes, WB_DEAD_ZONES, WB_CAPS, strict=True)
     )
-    r, b = math.exp(-(warm + magenta) / math.sqrt(2)), math.exp(-(magenta - warm) / math.sqrt(2))
-    neutral = float(_LUMA @ np.array([r, 1.0, b]))
-    return (round(r / neutral, 2), round(1.0 / neutral, 2), round(b / neutral, 2))
+    warm *= _plausible(axes[0])
+    rest = (math.exp(-(warm + magenta) / math.sqrt(2)), 1.0, math.exp(-(magenta - warm) / math.sqrt(2)))
+    r, g, b = patch * np.array(rest)
+    neutral = float(_LUMA @ np.array([r, g, b]))
+    return (round(r / neutral, 2), round(g / neutral, 2), round(b / neutral, 2))
 
 
 def _auto_ev(stats: _Stats, gains: Gains, strength: float) -> float:
@@ -445,27 +540,79 @@ def _auto_ev(stats: _Stats, gains: Gains, strength: float) -> float:
         tone = tone[~white]
     if tone.size < MIN_PIXELS:
         return 0.0
-    median = float(np.median(tone))
-    if median <= BRIGHT_MEDIAN:
+    levels = _clip_levels(stats)
+    tops = np.array([_linear(_quantile(hist, HIGHLIGHT_QUANTILE)) for hist in stats.hists])
+    whites = np.where(levels >= BLOWN, 1.0, _LINEAR_LEVELS[np.minimum(levels, 255)])
+    whites = whites * np.array(gains)[:bands]
+    whites = np.where(levels > 255, np.minimum(tops * np.array(gains)[:bands], 1.0), whites)
+    # A band whose clip, white balanced, lies below the others' content was clipped by the cast.
+    exposed = (levels <= 255) & (whites >= CAST_CLIP * whites.max())
+    evidence = (_clipped_edges(srgb, (stats.small >= levels) & exposed, stats.valid) - CLIP_EDGE_FLOOR) / (
+        CLIP_EDGE_FULL - CLIP_EDGE_FLOOR
+    )
+    if evidence <= 0.0:
         return 0.0
-    darken = max(math.log2(_linear(BRIGHT_MEDIAN) / _linear(median)), -MAX_DARKEN_EV)
-    evidence = (_clipped_edges(srgb, stats.valid) - CLIP_EDGE_FLOOR) / (CLIP_EDGE_FULL - CLIP_EDGE_FLOOR)
-    return round(darken * min(max(evidence, 0.0), 1.0) * strength, 2) + 0.0
+    median = float(np.median(tone))
+    darken = max(math.log2(_linear(median) / _linear(BRIGHT_MEDIAN)), 0.0)
+    if white.mean() < WHITE_BACKGROUND:
+        darken = max(darken, _clipped_tail_ev(stats.hists[exposed], levels[exposed]))
+    return round(-min(darken, MAX_DARKEN_EV) * min(evidence, 1.0) * strength, 2) + 0.0
 
 
-def _clipped_edges(srgb: np.ndarray, valid: np.ndarray) -> float:
+def _clip_levels(stats: _Stats) -> np.ndarray:
+    """Each band's clip level (8-bit): where its histogram ends in a spike (``BLOWN`` at most), else 256 (none)."""
+    levels = np.full(stats.hists.shape[0], 256)
+    for band, hist in enumerate(stats.hists):
+        top = int(np.flatnonzero(hist)[-1]) if hist.any() else 0
+        below = float(hist[top - 8 : top].mean()) if top >= CLIP_MIN_LEVEL else math.inf
+        if hist[top] >= max(CLIP_SPIKE * below, CLIP_MIN_SHARE * stats.count):
+            levels[band] = min(top, BLOWN)
+    return levels
+
+
+def _clipped_tail_ev(hists: np.ndarray, levels: np.ndarray) -> float:
+    """How far (EV) the clipped content reached past the clip, the median over the bands (at least two).
+
+    A linear gain shifts the histogram along the EV axis and the clip cuts its top off.
+    If the cut-off tail tapered linearly to zero, as a photo's highlights do towards
+    its white point, it spans ``2 × clipped share / density just below the clip`` EV:
+    the darkening that puts that white point back at 1.0. A band that is not clipped
+    contributes about zero. An exposure error clips every band that has bright content,
+    a colour cast one: with one band clipped, no estimate (0). A photo whose content
+    never reached white is underestimated (the median estimate covers it).
+    """
+    if len(levels) < 2:
+        return 0.0
+    with np.errstate(divide="ignore"):
+        ev = np.log2(_LINEAR_LEVELS)
+    spans = []
+    for hist, level in zip(hists, levels, strict=True):
+        total = hist.sum()
+        if level > 255:
+            spans.append(0.0)
+            continue
+        clipped = hist[level:].sum() / total if total else 0.0
+        band = (ev < ev[level]) & (ev >= ev[level] - TAIL_BAND_EV)
+        density = hist[band].sum() / total / TAIL_BAND_EV if total else 0.0
+        spans.append(min(2.0 * clipped / density, MAX_DARKEN_EV) if density > 0 else MAX_DARKEN_EV * (clipped > 0))
+    return float(np.median(spans))
+
+
+def _clipped_edges(srgb: np.ndarray, clipped: np.ndarray, valid: np.ndarray) -> float:
     """The share of (half-size) pixels that are clipped and touch an unclipped detailed one.
 
     That is where over-exposure cut into the content; a clipped backdrop or sky borders
-    only smooth tones, and a clean photo's few specular highlights are small.
+    only smooth tones, and a clean photo's few specular highlights are small. ``clipped``
+    marks, per band, the pixels at their band's clip level.
     """
     if min(srgb.shape[:2]) >= 2 * MIN_SIDE:
         srgb, valid = _halve(srgb), _halve(valid.astype(np.float64)) == 1.0
+        clipped = _halve(clipped.astype(np.float64)) == 1.0
     luma = srgb @ _LUMA if srgb.shape[2] == 3 else srgb[:, :, 0]
     step = np.maximum(
         np.abs(np.diff(luma, axis=1, append=luma[:, -1:])), np.abs(np.diff(luma, axis=0, append=luma[-1:]))
     )
-    clipped = _channel_max(srgb) >= BLOWN / 255.0
+    clipped = _channel_max(clipped)
     detail = (step >= TEXTURE) & ~clipped
     touches = np.zeros_like(clipped)
     touches[1:] |= detail[:-1]
@@ -515,7 +662,28 @@ def _levels(stats: _Stats, tone: _Tone, slope: float | None, strength: float) ->
         return tone
     gaps = black + 1.0 - white
     pivot = black / gaps if gaps > 0.0 else 0.5
-    return _Tone(tone.gains, tone.ev, pivot, slope)
+    return _Tone(tone.gains, tone.ev, pivot, slope, tone.levels_first, tone.neutral_white)
+
+
+def _has_white(stats: _Stats) -> bool:
+    """Whether at least ``CLIP_MIN_SHARE`` of the pixels are pure white (``WHITE``), clipped in every band.
+
+    Only those are kept neutral through the gains (``_Tone.neutral_white``). Without
+    them, a band at its top was clipped by a colour cast alone, the other bands say what
+    the pixel was, and pulling that band to white would only put the cast back.
+    """
+    white = (_channel_min(stats.small) >= WHITE)[stats.valid]
+    return white.size > 0 and float(white.mean()) >= CLIP_MIN_SHARE
+
+
+def _dehazed(stats: _Stats, tone: _Tone) -> _Stats:
+    """``stats`` as they would be measured after ``tone``'s levels map (the one that goes first)."""
+    table = _to_table(tone.levels(_LEVELS))
+    hists = np.zeros_like(stats.hists)
+    for band, hist in enumerate(stats.hists):
+        np.add.at(hists[band], table, hist)
+    small = table[stats.small].astype(np.uint8)
+    return _Stats(small=small, valid=stats.valid, hists=hists, count=stats.count, noise=stats.noise * tone.slope)
 
 
 def _auto_saturation(stats: _Stats, tone: _Tone, strength: float) -> float:
@@ -642,7 +810,7 @@ class _Detail:
 
 def _tone_image(img: Image.Image, tone: _Tone, saturation: float) -> Image.Image:
     """``img`` through the tone curves, then saturation (a blend with its own gray)."""
-    if tone != _Tone():
+    if not tone.identity:
         img = img.point([int(v) for v in tone.tables(len(img.getbands())).ravel()])
     if saturation != 1.0:
         img = Image.blend(img.convert("L").convert("RGB"), img, saturation)
@@ -730,10 +898,21 @@ def _measure(ctx: _Context) -> None:
 
 def _plan_tone(ctx: _Context) -> None:
     """Decide white balance, then exposure on the balanced image, then contrast on the
-    exposed one, then saturation: each measurement sees the corrections before it."""
+    exposed one, then saturation: each measurement sees the corrections before it.
+
+    Lifted blacks (``FLARE_BLACK``) were added last, so there contrast is decided, and
+    applied, first: white balance and exposure are measured on the stretched image."""
     p, stats, details = ctx.params, ctx.stats, ctx.details
     colour = stats.small.shape[2] == 3
     measurable = min(stats.count, int(stats.valid.sum())) >= MIN_PIXELS
+    levels = p.contrast != "off" and (isinstance(p.contrast, float) or measurable)
+    slope = p.contrast if isinstance(p.contrast, float) else None
+
+    tone = _Tone()
+    if levels and _extremes(stats, tone, LEVELS_QUANTILE)[0] >= FLARE_BLACK:
+        first = _levels(stats, _Tone(levels_first=True), slope, p.strength)
+        if first.slope != 1.0:
+            tone, stats = first, _dehazed(stats, first)
 
     gains: Gains = (1.0, 1.0, 1.0)
     if not colour or p.white_balance == "off":
@@ -754,16 +933,16 @@ def _plan_tone(ctx: _Context) -> None:
         elif measurable:
             ev = _auto_ev(stats, gains, p.strength)
         details["exposure_ev"] = f"{ev:+.2f}"
-    tone = _Tone(gains=gains, ev=ev)
+    tone = _Tone(gains, ev, tone.pivot, tone.slope, tone.levels_first, _has_white(ctx.stats))
 
     if p.contrast == "off":
         details["contrast"] = "off"
     else:
-        if isinstance(p.contrast, float) or measurable:
-            slope = p.contrast if isinstance(p.contrast, float) else None
+        if levels and not tone.levels_first:
             tone = _levels(stats, tone, slope, p.strength)
         details["contrast"] = f"{tone.slope:.2f}"
     ctx.tone = tone
+    stats = ctx.stats
 
     if not colour or p.saturation == "off":
         details["saturation"] = "off"
@@ -800,7 +979,9 @@ def _plan_detail(ctx: _Context) -> None:
         if isinstance(p.sharpen, float):
             amount = p.sharpen
         else:
-            amount = round(min(_softness(tiles, luma), MAX_AUTO_SHARPEN) * p.strength, 2)
+            softness = _softness(tiles, luma)
+            softness *= _ramp(softness, SHARPEN_DEAD_ZONE, 2 * SHARPEN_DEAD_ZONE)
+            amount = round(min(softness, MAX_AUTO_SHARPEN) * p.strength, 2)
         details["sharpen"] = f"{amount:.2f}"
     if any(denoise) or amount:
         ctx.detail = _Detail(denoise=denoise, amount=amount, noise=luma)
@@ -815,7 +996,7 @@ def _render(ctx: _Context) -> None:
     before this one is written back, so its margin is still the input.
     """
     img, tone, saturation, detail = ctx.image, ctx.tone, ctx.saturation, ctx.detail
-    if tone == _Tone() and saturation == 1.0 and detail is None:
+    if tone.identity and saturation == 1.0 and detail is None:
         ctx.details["noise_sigma_after"] = ctx.details["noise_sigma_before"]
         return
 
@@ -878,7 +1059,7 @@ class Enhance:
     """The ``enhance`` operation (see ``processors.operation.Operation``)."""
 
     name = "enhance"
-    version = "4"
+    version = "7"
     max_batch = 8
     omitted_defaults = quality.OMITTED_DEFAULTS
     """Named in canonical params only with ``quality=auto``."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 import skimage.data
@@ -75,7 +76,7 @@ def gray_blocks(width: int = 320, height: int = 240) -> Image.Image:
 
 def test_is_the_registered_operation() -> None:
     assert get_operation("enhance") is ENHANCE
-    assert (ENHANCE.name, ENHANCE.version) == ("enhance", "4")
+    assert (ENHANCE.name, ENHANCE.version) == ("enhance", "7")
 
 
 def test_defaults_and_canonical_form() -> None:
@@ -201,6 +202,34 @@ def test_squeezed_histogram_is_stretched() -> None:
     assert abs(luma_out.mean() - luma_in.mean()) < 14  # stretched around its middle, not shifted
 
 
+def test_a_cast_under_a_fade_is_taken_out_after_the_fade() -> None:
+    """A warm cast, then a fade that lifts the blacks: the fade is undone first, so the
+    gains see the scene's own edges and the lifted blacks come back black and neutral."""
+    scene = gray_blocks()
+    scene.paste((10, 10, 10), (40, 40, 100, 100))
+    warm = pixels(relight(scene, gains=(1.25, 1.0, 0.75))) / 255.0
+    faded = Image.fromarray(np.rint((0.5 + (warm - 0.5) * 0.6) * 255).astype(np.uint8))
+    out, details = enhance(faded)
+    black = pixels(out)[50:90, 50:90].mean(axis=(0, 1))
+    assert pixels(faded)[50:90, 50:90].min() > 50  # the blacks really are lifted
+    assert float(details["contrast"]) > 1.5
+    assert black.max() < 30 and np.ptp(black) < 6
+    card = pixels(out).mean(axis=(0, 1))
+    assert np.ptp(card) < 0.35 * np.ptp(pixels(faded).mean(axis=(0, 1)))
+
+
+def test_a_band_clipped_by_a_cast_alone_is_not_pulled_to_white() -> None:
+    """Nothing is white in every band: a bright patch's blue clipped under a cool cast
+    comes back to about where it was, not to white (which would put the cast back)."""
+    scene = gray_blocks()
+    scene.paste((235, 235, 235), (120, 80, 200, 160))
+    cool = relight(scene, gains=(0.8, 1.0, 1.3))
+    assert pixels(cool)[120, 160, 2] == 255
+    out, _ = enhance(cool)
+    patch = pixels(out)[100:140, 140:180].mean(axis=(0, 1))
+    assert np.abs(patch - 235).max() < 12
+
+
 def test_noise_variance_drops_on_a_flat_patch() -> None:
     rng = np.random.default_rng(RNG_SEED)
     noisy = np.clip(128 + rng.normal(0, 8, (240, 320, 3)), 0, 255).astype(np.uint8)
@@ -247,14 +276,68 @@ def test_noise_does_not_hide_underexposure() -> None:
     assert float(noisy_details["exposure_ev"]) == pytest.approx(float(clean_details["exposure_ev"]), abs=0.05)
 
 
-def test_overexposed_photo_is_darkened_and_white_stays_white() -> None:
+def test_overexposed_photo_is_darkened_and_clipped_white_stays_neutral_and_brightest() -> None:
+    """Clipped pixels go to one neutral level above every darkened unclipped one, below white.
+
+    What was clipped lay anywhere from the clip level up: the expected value of that
+    range is closer to it than white is.
+    """
     clean = photo()
     bright = relight(clean, ev=1.0)
-    out, details = enhance(bright, denoise="off")
+    out, details = enhance(bright, denoise="off", sharpen="off", contrast="off")  # levels could stretch it to 255
     assert float(details["exposure_ev"]) < -0.3
     assert pixels(out).mean() < pixels(bright).mean() - 8
     clipped = pixels(bright).min(axis=2) == 255
-    assert clipped.any() and pixels(out)[clipped].min() == 255
+    assert clipped.any()
+    whites = pixels(out)[clipped]
+    assert np.ptp(whites, axis=1).max() <= 2  # neutral
+    unclipped = pixels(out)[pixels(bright).max(axis=2) < 250]
+    assert unclipped.max() < whites.min() < 255
+
+
+@pytest.mark.parametrize("ev", [0.7, 1.0])
+def test_overexposed_photo_gets_its_exposure_back_within_a_third_of_a_stop(ev: float) -> None:
+    """A held-out photo (matplotlib's sample portrait, not in the benchmark's tuning set)."""
+    folder = Path(matplotlib.get_data_path()) / "sample_data"
+    clean = Image.open(folder / "grace_hopper.jpg").convert("RGB").reduce(2)
+    bright = relight(clean, ev=ev)
+    out, details = enhance(bright)
+    assert float(details["exposure_ev"]) == pytest.approx(-ev, abs=0.33)
+    assert ciede2000(clean, out) < 0.5 * ciede2000(clean, bright)
+
+
+def test_cast_after_the_clip_is_measured_on_the_clipped_highlights() -> None:
+    """Over-exposed, then a cool white balance: clipped red lands short of 255, and says by how much."""
+    clean = real_photo("astronaut.png").reduce(2)
+    bright = pixels(relight(clean, ev=0.7)) / 255.0
+    cool = Image.fromarray(np.rint(to_srgb(to_linear(bright) * np.array([0.8, 1.0, 1.25])) * 255).astype(np.uint8))
+    out, details = enhance(cool)
+    r, g, _ = (float(v) for v in details["wb_gains"].split("+"))
+    assert r / g == pytest.approx(1.25, abs=0.06)  # red's clip level: 0.8 of white
+    assert float(details["exposure_ev"]) < -0.4
+    assert ciede2000(clean, out) < 0.8 * ciede2000(clean, cool)
+
+
+def test_a_photo_red_by_nature_keeps_its_colour() -> None:
+    """A fundus photo's gray-edge estimate is far redder than any real light: no white balance."""
+    clean = real_photo("retina.jpg").reduce(4)
+    out, details = enhance(clean)
+    assert details["wb_gains"] == "1.00+1.00+1.00"
+    assert ciede2000(clean, out) < 0.5
+    _, details = enhance(relight(clean, gains=(1.25, 1.0, 0.75)))
+    assert details["wb_gains"] == "1.00+1.00+1.00"  # the same photo, a little redder: still its own colour
+
+
+def test_a_cast_that_clips_one_band_is_not_taken_for_overexposure() -> None:
+    """A warm cast pushes a bright slide's red into clipping: white balanced, red's clip lies
+    below the other bands' content, so it is the cast's, and nothing is darkened."""
+    clean = real_photo("ihc.png").reduce(2)
+    warm = relight(clean, gains=(1.25, 1.0, 0.75))
+    out, details = enhance(warm)
+    assert float(details["exposure_ev"]) == 0.0
+    r, g, b = (float(v) for v in details["wb_gains"].split("+"))
+    assert r < g < b
+    assert ciede2000(clean, out) < 0.5 * ciede2000(clean, warm)
 
 
 def ciede2000(a: Image.Image, b: Image.Image) -> float:
