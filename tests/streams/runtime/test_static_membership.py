@@ -4,6 +4,11 @@ A worker is SIGKILLed and started again at once, as an orchestrator restarts a p
 dynamic membership its partitions wait until the group gives up on the dead member (the
 session timeout) before anyone reads them; with a static instance id the restarted
 member takes its place. Measured: seconds from the restart until a new record is read.
+
+On tansu the static member is not back at once either: it measured 12.3 s against a
+15 s session (dynamic 29.7 s) and 17.3 s against 25 s (dynamic 47.4 s), alone on the
+machine; under the full suite the 15 s session was crossed once (17.9 s). The test runs
+with 25 s, where the margin is wide enough for a loaded machine.
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ def _resume_s(settings: Settings, instance_id: str) -> float:
 
 
 def test_a_static_member_resumes_before_its_old_session_would_have_expired(settings: Settings) -> None:
-    session_s = 15
+    session_s = 25
     settings = settings.replace(session_timeout_ms=session_s * 1000)
     static = _resume_s(settings.replace(topic_prefix=settings.topic_prefix + "s."), "pod-a")
     dynamic = _resume_s(settings.replace(topic_prefix=settings.topic_prefix + "d."), "")
